@@ -1,0 +1,1 @@
+"""One module per gwq-data command; each exposes `main`."""
