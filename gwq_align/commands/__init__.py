@@ -1,0 +1,1 @@
+"""One module per gwq-align command; each exposes `main`."""
