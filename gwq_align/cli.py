@@ -3,6 +3,8 @@ torch and swift are imported inside the commands so `--help` is instant."""
 
 import typer
 
+from gwq_align.commands import tiny_model
+
 app = typer.Typer(
     name="gwq-align",
     help="Train (LoRA SFT, DPO), compare and publish 古文翻译腔 models on ms-swift.",
@@ -19,3 +21,4 @@ def _root():
 
 
 # Commands are registered below, one line each.
+app.command("tiny-model")(tiny_model.main)

@@ -35,3 +35,11 @@ def isolated_home(tmp_path_factory, monkeypatch):
 def gwq_cmd(tool: str) -> list[str]:
     """The installed console script, run through this interpreter's venv."""
     return [str(Path(sys.executable).parent / tool)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random-weight Qwen2 chat model (real Qwen2 vocabulary), built once per test session."""
+    from gwq_align.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "model")
