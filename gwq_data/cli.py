@@ -5,6 +5,7 @@
 import typer
 
 from gwq_data.commands import validate
+from gwq_data.commands import convert, prepare, stats
 
 app = typer.Typer(
     name="gwq-data",
@@ -17,6 +18,9 @@ app = typer.Typer(
 
 # One line per command; keep alphabetical within the pipeline order.
 app.command("validate")(validate.main)
+app.command("convert")(convert.main)
+app.command("prepare")(prepare.main)
+app.command("stats")(stats.main)
 
 
 @app.callback()
