@@ -5,7 +5,9 @@
 import typer
 
 from gwq_data.commands import validate
+from gwq_data.commands import dedupe
 from gwq_data.commands import convert, prepare, stats
+from gwq_data.commands import upload
 
 app = typer.Typer(
     name="gwq-data",
@@ -18,9 +20,11 @@ app = typer.Typer(
 
 # One line per command; keep alphabetical within the pipeline order.
 app.command("validate")(validate.main)
+app.command("dedupe")(dedupe.main)
 app.command("convert")(convert.main)
 app.command("prepare")(prepare.main)
 app.command("stats")(stats.main)
+app.command("upload")(upload.main)
 
 
 @app.callback()

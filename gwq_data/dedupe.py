@@ -1,0 +1,354 @@
+"""Drop exact and near-duplicate dialogues, keeping the first of each cluster.
+
+Two passes over the texts, in input order:
+
+1. **Exact**: every text is normalised (`normalize`: NFKC, casefold,
+   traditional→simplified, whitespace/punctuation/control characters removed)
+   and hashed (blake2b-128); later texts with the same digest join the first
+   one's "exact" cluster.
+2. **Near**: the first text of each exact group gets a MinHash signature of its
+   character n-grams (Chinese has no spaces, so words are not an option).
+   datasketch's `MinHashLSH` proposes candidates; a candidate counts only if the
+   estimated Jaccard (share of equal signature slots) is ≥ the threshold. Texts
+   are processed in input order and only kept texts enter the index, so each
+   cluster is a star: one kept text, and dropped texts each similar to *it*.
+
+Speed without leaving datasketch's maths: the signatures are computed with
+numpy over whole batches, by exactly datasketch's "affine32" scheme (murmur3
+fmix of the n-gram hash, then ``a*h + b mod 2^32`` with datasketch's own
+permutation parameters for the seed). `shingle_hash` is the matching per-n-gram
+hash function, so ``MinHash(hashfunc=shingle_hash).update_batch(ngrams)`` gives
+the same signature (tests check this). Hashing runs in worker processes.
+Before the (per-text, Python-speed) LSH loop, a vectorised band pre-filter
+sets aside texts that share no LSH band with any other text: they can be
+nobody's candidate, so they are kept without touching the index.
+
+>>> result = dedupe_texts(["我听说方圆十里", "我聽說，方圓十里！", "别的"], DedupeConfig())
+>>> result.keep, result.clusters[0].kind
+([0, 2], 'exact')
+
+What it leaves out: phrase-level traditional→simplified conversion (the table
+is character-level), semantic (embedding) duplicates, and dedupe across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+FNV_OFFSET = 0x811C9DC5
+FNV_PRIME = 0x01000193
+_MASK32 = 0xFFFFFFFF
+_EMPTY = np.uint32(_MASK32)  # datasketch's "no value yet" slot
+
+
+@dataclass
+class DedupeConfig:
+    threshold: float = field(default=0.85, metadata={"help": "Estimated Jaccard at or above which two texts are near-duplicates."})
+    num_perm: int = field(default=128, metadata={"help": "MinHash permutations (signature length)."})
+    ngram: int = field(default=5, metadata={"help": "Character n-gram length of the shingles."})
+    workers: int = field(default=0, metadata={"help": "Hashing processes; 0 = os.cpu_count(), 1 = in this process."})
+    seed: int = field(default=1, metadata={"help": "MinHash seed (datasketch's default)."})
+    miss_weight: float = field(default=0.9, metadata={"help": (
+        "Weight datasketch's MinHashLSH puts on missed pairs vs extra candidates when it picks bands×rows. "
+        "Candidates are checked against the threshold anyway, so misses cost more than extras.")})
+    batch_size: int = field(default=2000, metadata={"help": "Texts per worker task."})
+
+    def __post_init__(self):
+        from gwq_data.errors import UsageError
+
+        if not 0.0 < self.threshold <= 1.0:
+            raise UsageError(f"--threshold {self.threshold}: must be in (0, 1], e.g. 0.85")
+        if self.num_perm < 2:
+            raise UsageError(f"--num-perm {self.num_perm}: must be at least 2, e.g. 128")
+        if self.ngram < 1:
+            raise UsageError(f"--ngram {self.ngram}: must be at least 1, e.g. 5")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: must be 0 (auto) or more")
+        if not 0.0 <= self.miss_weight <= 1.0:
+            raise UsageError(f"miss_weight {self.miss_weight}: must be in [0, 1]")
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size {self.batch_size}: must be at least 1")
+
+    def __str__(self) -> str:
+        # Names outputs after what made them (datatrove's MinhashConfig habit).
+        return f"dedupe_t{self.threshold:g}_p{self.num_perm}_n{self.ngram}_s{self.seed}"
+
+
+@dataclass
+class Cluster:
+    kept: int
+    dropped: list[int]
+    kind: str  # "exact" | "near"
+    jaccard: list[float]  # estimated, per dropped text vs the kept one (1.0 for exact)
+
+
+@dataclass
+class DedupeResult:
+    keep: list[int]  # indices kept, in input order
+    clusters: list[Cluster]
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Dropped texts per kind, e.g. {"exact": 3, "near": 5}."""
+        out = {"exact": 0, "near": 0}
+        for c in self.clusters:
+            out[c.kind] += len(c.dropped)
+        return out
+
+
+# --- normalisation ---------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _translate_table() -> dict[int, int | None]:
+    """One str.translate table: traditional→simplified per character, and deletion
+    of whitespace, punctuation and control/format characters.
+
+    Built once from opencc-python-reimplemented's TSCharacters dictionary (first
+    candidate of one-to-many entries), because calling OpenCC per text is far too
+    slow for 100k dialogues and phrase-level conversion barely matters for dedupe.
+    """
+    from importlib import resources
+
+    table: dict[int, int | None] = {}
+    text = resources.files("opencc").joinpath("dictionary/TSCharacters.txt").read_text("utf-8")
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2:
+            src, dst = parts[0], parts[1].split(" ")[0]
+            if len(src) == 1 and len(dst) == 1 and src != dst:
+                table[ord(src)] = ord(dst)
+    for cp in range(0x110000):
+        cat = unicodedata.category(chr(cp))
+        if cat[0] in "PZ" or cat in ("Cc", "Cf"):
+            table[cp] = None
+    return table
+
+
+def normalize(text: str) -> str:
+    """The form texts are compared in: NFKC (full-width → half-width), casefold,
+    traditional → simplified (character table), no whitespace/punctuation.
+
+    >>> normalize("我聽說， Hello  World！")
+    '我听说helloworld'
+    """
+    return unicodedata.normalize("NFKC", text).casefold().translate(_translate_table())
+
+
+def record_text(record: dict) -> str:
+    """The text a canonical record is compared on: its user and assistant
+    `content`, in order, one per line.
+
+    System prompts are left out because many records share one, which would make
+    short dialogues look alike; `original` (the plain reply) is left out because
+    the styled content is what trains the model.
+    """
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] in ("user", "assistant"))
+
+
+# --- MinHash signatures (datasketch "affine32", vectorised) -----------------
+
+def shingle_hash(shingle: str | bytes) -> int:
+    """32-bit FNV-1a over the Unicode code points of one n-gram; pass as
+    datasketch's `hashfunc` to reproduce gwq's signatures."""
+    if isinstance(shingle, bytes):
+        shingle = shingle.decode("utf-8")
+    h = FNV_OFFSET
+    for ch in shingle:
+        h = ((h ^ ord(ch)) * FNV_PRIME) & _MASK32
+    return h
+
+
+def shingles(text: str, ngram: int) -> list[str]:
+    """Character n-grams of an already normalised text; a text shorter than n is one shingle."""
+    if len(text) <= ngram:
+        return [text] if text else []
+    return [text[i:i + ngram] for i in range(len(text) - ngram + 1)]
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    return a.astype(np.uint32)[:, None], b.astype(np.uint32)[:, None]
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    # MurmurHash3's finaliser, as datasketch applies it before the permutations.
+    h = h ^ (h >> np.uint32(16))
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def _ngram_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """FNV-1a hashes of every n-gram of every text, concatenated, and each
+    text's start offset into them (len(texts) + 1 offsets)."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    padded = np.concatenate([cps, np.zeros(ngram, dtype=np.uint32)])
+    total = len(cps)
+    h = np.full(total, FNV_OFFSET, dtype=np.uint32)
+    prime = np.uint32(FNV_PRIME)
+    for k in range(ngram):
+        h ^= padded[k:k + total]
+        h *= prime
+    # Keep windows that lie inside one text; a text shorter than n keeps its
+    # first window, hashed over its own length only (fixed below).
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    counts = np.where(lengths >= ngram, lengths - ngram + 1, np.minimum(lengths, 1))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    idx = np.repeat(starts[:-1] - offsets[:-1], counts) + np.arange(offsets[-1])
+    hashes = h[idx]
+    for i in np.flatnonzero((lengths > 0) & (lengths < ngram)):
+        hashes[offsets[i]] = shingle_hash(texts[i])
+    return hashes, offsets
+
+
+def signatures(normalised: Sequence[str], num_perm: int = 128, ngram: int = 5, seed: int = 1) -> np.ndarray:
+    """MinHash signatures (len(texts) × num_perm, uint32) of normalised texts,
+    equal to datasketch's ``MinHash(num_perm, seed, hashfunc=shingle_hash)``
+    updated with `shingles(text, ngram)`. An empty text gets all-empty slots."""
+    a, b = _permutations(num_perm, seed)
+    hashes, offsets = _ngram_hashes(normalised, ngram)
+    hashes = _fmix32(hashes)
+    out = np.full((len(normalised), num_perm), _EMPTY, dtype=np.uint32)
+    nonempty = np.flatnonzero(np.diff(offsets) > 0)
+    # Small groups of texts at a time keep the (num_perm × n-grams) block in cache.
+    step = 16
+    for j in range(0, len(nonempty), step):
+        docs = nonempty[j:j + step]
+        lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
+        block = np.multiply(a, hashes[lo:hi])
+        block += b
+        out[docs] = np.minimum.reduceat(block, offsets[docs] - lo, axis=1).T
+    return out
+
+
+def _hash_batch(args: tuple) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Worker task: normalise a batch, digest it for the exact pass, sign it for the near pass."""
+    texts, num_perm, ngram, seed = args
+    norm = [normalize(t) for t in texts]
+    digests = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in norm]
+    empty = np.fromiter((not t for t in norm), dtype=bool, count=len(norm))
+    return digests, signatures(norm, num_perm, ngram, seed), empty
+
+
+def _hash_all(texts: Sequence[str], cfg: DedupeConfig,
+              progress: Callable[[int], None] | None) -> Iterator[tuple[list[bytes], np.ndarray, np.ndarray]]:
+    tasks = ((texts[i:i + cfg.batch_size], cfg.num_perm, cfg.ngram, cfg.seed)
+             for i in range(0, len(texts), cfg.batch_size))
+    workers = min(cfg.workers or os.cpu_count() or 1, -(-len(texts) // cfg.batch_size))
+    _translate_table(), _permutations(cfg.num_perm, cfg.seed)  # built once, inherited by forked workers
+    if workers <= 1:
+        results = map(_hash_batch, tasks)
+        for out in results:
+            if progress:
+                progress(len(out[0]))
+            yield out
+        return
+    import multiprocessing
+
+    with multiprocessing.Pool(workers) as pool:
+        for out in pool.imap(_hash_batch, tasks):
+            if progress:
+                progress(len(out[0]))
+            yield out
+
+
+# --- clustering -------------------------------------------------------------
+
+def _band_candidates(sigs: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
+    """Rows that share at least one LSH band with another row (a superset of
+    every row MinHashLSH could ever return or be returned for)."""
+    shared = np.zeros(len(sigs), dtype=bool)
+    for start, end in bands:
+        # Fold the band into one 64-bit key; a key collision only adds a
+        # candidate, which MinHashLSH and the Jaccard check then weed out.
+        band = sigs[:, start:end].astype(np.uint64)
+        key = np.zeros(len(sigs), dtype=np.uint64)
+        for col in band.T:
+            key = (key ^ col) * np.uint64(0x9E3779B97F4A7C15)
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        shared |= counts[inverse] > 1
+    return shared
+
+
+def _near_pass(rows: np.ndarray, sigs: np.ndarray, cfg: DedupeConfig) -> dict[int, tuple[int, float]]:
+    """For each row of `sigs` that is a near-duplicate of an earlier kept row:
+    row → (that kept row, estimated Jaccard). `rows` maps sig rows to input indices."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm,
+                     weights=(1.0 - cfg.miss_weight, cfg.miss_weight))
+    near: dict[int, tuple[int, float]] = {}
+    for r in np.flatnonzero(_band_candidates(sigs, lsh.hashranges)):
+        sketch = LeanMinHash(seed=cfg.seed, hashvalues=sigs[r], scheme="affine32")
+        found = lsh.query(sketch)
+        if found:
+            found = np.sort(np.asarray(found))
+            est = (sigs[found] == sigs[r]).mean(axis=1)
+            best = int(np.argmax(est))  # first maximum = earliest kept row
+            if est[best] >= cfg.threshold:
+                near[int(rows[r])] = (int(rows[found[best]]), float(est[best]))
+                continue
+        lsh.insert(int(r), sketch, check_duplication=False)
+    return near
+
+
+def dedupe_texts(texts: Sequence[str], cfg: DedupeConfig | None = None, *,
+                 progress: Callable[[int], None] | None = None) -> DedupeResult:
+    """Cluster `texts` into exact and near duplicates; keep the first of each.
+
+    `progress(n)` is called as each batch of n texts has been hashed.
+    """
+    cfg = cfg or DedupeConfig()
+    first_of: dict[bytes, int] = {}
+    rep = np.empty(len(texts), dtype=np.int64)  # index of the first text with the same normal form
+    sig_parts, pos = [], 0
+    for digests, sigs, empty in _hash_all(texts, cfg, progress):
+        is_first = np.zeros(len(digests), dtype=bool)
+        for k, d in enumerate(digests):
+            rep[pos + k] = first_of.setdefault(d, pos + k)
+            is_first[k] = rep[pos + k] == pos + k
+        # Empty texts (all punctuation) are only ever exact duplicates of each other.
+        take = is_first & ~empty
+        sig_parts.append((np.flatnonzero(take) + pos, sigs[take]))
+        pos += len(digests)
+    rows = np.concatenate([p[0] for p in sig_parts]) if sig_parts else np.empty(0, np.int64)
+    sigs = np.concatenate([p[1] for p in sig_parts]) if sig_parts else np.empty((0, cfg.num_perm), np.uint32)
+    near = _near_pass(rows, sigs, cfg)
+
+    keep: list[int] = []
+    exact_clusters: dict[int, Cluster] = {}
+    near_clusters: dict[int, Cluster] = {}
+    for i in range(len(texts)):
+        r = int(rep[i])
+        if r == i and i not in near:
+            keep.append(i)
+        elif r in near:  # i itself, or an exact copy of a near-duplicate: joins the near cluster
+            kept, jac = near[r]
+            c = near_clusters.setdefault(kept, Cluster(kept, [], "near", []))
+            c.dropped.append(i)
+            c.jaccard.append(jac)
+        else:
+            c = exact_clusters.setdefault(r, Cluster(r, [], "exact", []))
+            c.dropped.append(i)
+            c.jaccard.append(1.0)
+    clusters = sorted([*exact_clusters.values(), *near_clusters.values()], key=lambda c: (c.kept, c.kind))
+    return DedupeResult(keep, clusters)
+
+
+def dedupe_records(records: Sequence[dict], cfg: DedupeConfig | None = None, *,
+                   progress: Callable[[int], None] | None = None) -> DedupeResult:
+    """`dedupe_texts` on each canonical record's `record_text`."""
+    return dedupe_texts([record_text(r) for r in records], cfg, progress=progress)
