@@ -94,8 +94,9 @@ def _dedupe(loaded: list[Loaded], cfg: PrepareConfig) -> tuple[list[Loaded], lis
         jaccards = list(cluster.jaccard) or [1.0] * len(cluster.dropped)
         for i, jac in zip(cluster.dropped, jaccards):
             x = loaded[i]
-            row = reject_record(x.source, x.line, f"duplicate_{cluster.kind}",
-                                f"{cluster.kind} duplicate of {kept.ref} (estimated Jaccard {jac:.2f})", data=x.record)
+            detail = (f"same normalised text as {kept.ref}" if cluster.kind == "exact"
+                      else f"near duplicate of {kept.ref} (estimated Jaccard {jac:.2f})")
+            row = reject_record(x.source, x.line, f"duplicate_{cluster.kind}", detail, data=x.record)
             rejects.append({**row, "kept": kept.ref})
     rejects.sort(key=lambda r: (r["source"], r["line"]))
     return [loaded[i] for i in sorted(result.keep)], rejects

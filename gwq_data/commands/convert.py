@@ -58,7 +58,7 @@ def main(
                 bad.append(item)
                 if not quiet:
                     console.print(f"{item['source']}:{item['line']}: {item['reason']}: {item['detail']}",
-                                  highlight=False, markup=False)
+                                  highlight=False, markup=False, soft_wrap=True)
                 continue
             valid += 1
             made = to_rows(item.record, to, pairs)

@@ -41,7 +41,7 @@ def main(
             per_file[item["source"]] += 1
             if not quiet:
                 console.print(f"{item['source']}:{item['line']}: {item['reason']}: {item['detail']}",
-                              highlight=False, markup=False)
+                              highlight=False, markup=False, soft_wrap=True)
     if rejects is not None:
         write_jsonl(rejects, bad)
     reasons = Counter(r["reason"] for r in bad)
