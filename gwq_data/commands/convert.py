@@ -81,4 +81,5 @@ def main(
     table = [("valid", valid), ("invalid", len(bad)), (f"{to} rows written", len(rows))]
     if to not in ("swift-sft", "sharegpt"):
         table.append(("dpo_skipped_no_original", skipped))
-    print_table(summary_table(f"gwq-data convert → {out}", table))
+    print_table(summary_table(f"gwq-data convert --to {to}", table))
+    console.print(f"wrote {out}", highlight=False)

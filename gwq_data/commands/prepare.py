@@ -40,7 +40,9 @@ def main(
 
     c = prepared.stats["counts"]
     rows = [(k, v) for k, v in c.items()] + [(f"  {k}", v) for k, v in prepared.stats["rejects_by_reason"].items()]
-    print_table(summary_table(f"gwq-data prepare → {out_dir}", rows))
+    print_table(summary_table("gwq-data prepare", rows))
+    console.print(f"wrote {out_dir}/: sft/, dpo/, llamafactory/, rejects.jsonl, stats.json, report.md, dataset_info.json",
+                  highlight=False)
     if c["rejected"]:
         console.print(f"[yellow]{c['rejected']} invalid rows skipped[/]; see {out_dir / 'rejects.jsonl'}")
     if not c["kept"]:
