@@ -7,7 +7,7 @@ sections with small tables.
 
 >>> s = describe([{"messages": [{"role": "user", "content": "hi"},
 ...                             {"role": "assistant", "content": "嗟乎！"}]}])
->>> s["turns"]["histogram"], s["tone"]["histogram"]["0.3-0.4"]
+>>> s["turns"]["histogram"], s["tone"]["histogram"]["0.6-0.7"]
 ({'1': 1}, 1)
 
 Tokens are counted over every message's content (no chat-template overhead). Percentiles
