@@ -1,0 +1,236 @@
+"""gwq-data upload against a real HTTP hub on 127.0.0.1 (tests/modelscope_server.py), driven through the
+real modelscope SDK in a subprocess per run, the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DATA, REPO, gwq_cmd
+from modelscope_server import HubServer
+
+TOKEN = "ms-test-0f9e8d7c6b5a-secret"
+FIXTURE = REPO / "tests" / "data" / "upload_prepared"
+GOLDEN = REPO / "tests" / "golden" / "upload"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A real `gwq-data prepare` output on the sample dialogues."""
+    out = tmp_path_factory.mktemp("prepared") / "out"
+    subprocess.run(gwq_cmd("gwq-data") + ["prepare", str(DATA / "sample" / "dialogues.jsonl"), "--out-dir", str(out),
+                                          "--val-ratio", "0.2"], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def hub():
+    with HubServer({TOKEN: "alice", "ms-bob-token": "bob"}) as server:
+        server.state.orgs.add("gwq-org")
+        yield server
+
+
+def upload(hub, *args, token: str | None = TOKEN, env: dict | None = None) -> subprocess.CompletedProcess:
+    run_env = dict(os.environ, MODELSCOPE_ENDPOINT=hub.url, COLUMNS="400")
+    run_env.pop("MODELSCOPE_API_TOKEN", None)
+    if token is not None:
+        run_env["MODELSCOPE_API_TOKEN"] = token
+    run_env.update(env or {})
+    return subprocess.run(gwq_cmd("gwq-data") + ["upload", *map(str, args)], env=run_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def expected_files(prepared: Path, card: str) -> dict[str, bytes]:
+    files = {p: (prepared / p).read_bytes() for p in
+             ("sft/train.jsonl", "sft/val.jsonl", "dpo/train.jsonl", "dpo/val.jsonl", "stats.json")}
+    files["README.md"] = card.encode()
+    return files
+
+
+def assert_no_secret(*texts: str, roots: tuple[Path, ...] = ()) -> None:
+    for text in texts:
+        assert TOKEN not in text
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and "credentials" not in path.parts:  # the SDK's own `modelscope login` store
+                assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_help():
+    out = subprocess.run(gwq_cmd("gwq-data") + ["upload", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--dry-run" in out.stdout and "Example:" in out.stdout
+
+
+def test_upload_sends_every_byte_private_with_a_loadable_card(hub, prepared, tmp_path, isolated_home):
+    from gwq_data.card import dataset_card
+
+    before = sorted(p.name for p in prepared.rglob("*"))
+    res = upload(hub, prepared, "--repo", "alice/gwq-zh", "--private")
+    assert res.returncode == 0, res.stderr
+    repo = hub.state.repos[("datasets", "alice/gwq-zh")]
+    assert repo.private and repo.license == "apache-2.0"
+    card = dataset_card(prepared, repo="alice/gwq-zh")
+    assert hub.state.files("datasets", "alice/gwq-zh") == expected_files(prepared, card)
+    # The SDK's resume cache never lands in the user's directory; nothing else does either.
+    assert sorted(p.name for p in prepared.rglob("*")) == before
+    assert_no_secret(res.stdout, res.stderr, roots=(prepared, isolated_home))
+    assert "alice/gwq-zh" in res.stdout and "private" in res.stdout
+
+    # The card as ModelScope / `datasets` read it: front matter, configs, and the splits it points at load.
+    local = tmp_path / "clone"
+    for rel, data in hub.state.files("datasets", "alice/gwq-zh").items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    from datasets import load_dataset
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    meta = DatasetCard.load(local / "README.md").data
+    assert meta.license == "apache-2.0" and meta.language == ["zh"]
+    configs = MetadataConfigs.from_dataset_card_data(meta)
+    assert set(configs) == {"default", "dpo"}
+    sft = load_dataset(str(local), cache_dir=str(tmp_path / "hf"))
+    counts = json.loads((prepared / "stats.json").read_text())["counts"]
+    assert (sft["train"].num_rows, sft["validation"].num_rows) == (counts["sft_train"], counts["sft_val"])
+    dpo = load_dataset(str(local), "dpo", cache_dir=str(tmp_path / "hf"))
+    assert "rejected_response" in dpo["train"].column_names
+
+
+def test_rerun_with_unchanged_files_sends_nothing(hub, prepared):
+    assert upload(hub, prepared, "--repo", "alice/gwq-zh").returncode == 0
+    puts, commits = hub.state.count("PUT", "/blobs/"), hub.state.count("POST", "/commit/")
+    assert puts >= 4 and commits == 1  # the four .jsonl splits go through pre-signed blob PUTs
+    again = upload(hub, prepared, "--repo", "alice/gwq-zh")
+    assert again.returncode == 0, again.stderr
+    assert hub.state.count("PUT", "/blobs/") == puts and hub.state.count("POST", "/commit/") == commits
+    assert "0 commit(s)" in again.stdout
+
+
+def test_wrong_token_is_one_line_and_not_retried(hub, prepared):
+    res = upload(hub, prepared, "--repo", "alice/gwq-zh", token="ms-wrong-" + TOKEN)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "rejected the token (401)" in lines[0], res.stderr
+    assert hub.state.count("POST", "/api/v1/datasets", 401) == 1 and len(hub.state.log) == 1 and not hub.state.repos
+    assert_no_secret(res.stdout, res.stderr)
+
+
+def test_no_token_says_how_to_get_one(hub, prepared):
+    res = upload(hub, prepared, "--repo", "alice/gwq-zh", token=None)
+    assert res.returncode == 1 and "no ModelScope token" in res.stderr and "MODELSCOPE_API_TOKEN" in res.stderr
+    assert hub.state.log == []
+
+
+def test_sdk_login_credentials_are_used_and_token_env_is_honoured(hub, prepared, isolated_home):
+    env = dict(os.environ, MODELSCOPE_ENDPOINT=hub.url)
+    env.pop("MODELSCOPE_API_TOKEN", None)
+    login = f"from modelscope_hub import HubApi; HubApi().login({TOKEN!r})"  # as `modelscope login` does
+    subprocess.run([sys.executable, "-c", login], env=env, check=True,
+                   capture_output=True)
+    res = upload(hub, prepared, "--repo", "alice/by-login", token=None)
+    assert res.returncode == 0, res.stderr
+    res = upload(hub, prepared, "--repo", "bob/by-env", "--token-env", "BOB_TOKEN", token=None,
+                 env={"BOB_TOKEN": "ms-bob-token"})
+    assert res.returncode == 0, res.stderr
+    assert ("datasets", "bob/by-env") in hub.state.repos
+    assert_no_secret(res.stdout, res.stderr, roots=(prepared,))
+
+
+def test_name_clash_missing_owner_and_public_repo_with_private_flag(hub, prepared):
+    assert upload(hub, prepared, "--repo", "bob/taken", "--private", token="ms-bob-token").returncode == 0
+    clash = upload(hub, prepared, "--repo", "bob/taken")
+    assert clash.returncode == 1 and "name clash" in clash.stderr and "bob/taken" in clash.stderr
+
+    owner = upload(hub, prepared, "--repo", "nobody/data")
+    assert owner.returncode == 1 and "owner 'nobody' does not exist" in owner.stderr
+
+    assert upload(hub, prepared, "--repo", "alice/open").returncode == 0
+    commits = hub.state.count("POST", "/commit/")
+    private = upload(hub, prepared, "--repo", "alice/open", "--private")
+    assert private.returncode == 1 and "PUBLIC" in private.stderr and "--private" in private.stderr
+    assert hub.state.count("POST", "/commit/") == commits  # nothing sent
+
+    assert upload(hub, prepared, "--repo", "gwq-org/shared", "--private").returncode == 0
+    assert hub.state.repos[("datasets", "gwq-org/shared")].private
+
+    bad = upload(hub, prepared, "--repo", "no-slash")
+    assert bad.returncode == 2 and "OWNER/NAME" in bad.stderr
+
+
+def test_dropped_connection_then_rerun_finishes(hub, prepared):
+    # Make the SDK give up fast: one blob attempt, no recovery rounds, and gwq's own retry off.
+    fast = {"MODELSCOPE_UPLOAD_BLOB_MAX_ATTEMPTS": "1", "MODELSCOPE_UPLOAD_RECOVERY_ENABLED": "false",
+            "MODELSCOPE_UPLOAD_FAILED_FILE_MAX_RETRY_ROUNDS": "0"}
+    hub.state.drop_puts = 100
+    res = upload(hub, prepared, "--repo", "alice/flaky", "--retries", "0", env=fast)
+    assert res.returncode == 1, res.stderr
+    last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error:") and "did not finish" in last and "run the same command again" in last
+    assert hub.state.count("PUT", "/blobs/") == 0 and hub.state.count("PUT", "/blobs/", "dropped") > 0
+    # Small files went inline in a commit; none of the .jsonl splits (blobs) made it.
+    assert not any(p.endswith(".jsonl") for p in hub.state.files("datasets", "alice/flaky"))
+    assert_no_secret(res.stdout, res.stderr)
+
+    hub.state.drop_puts = 0
+    again = upload(hub, prepared, "--repo", "alice/flaky", env=fast)
+    assert again.returncode == 0, again.stderr
+    from gwq_data.card import dataset_card
+
+    assert hub.state.files("datasets", "alice/flaky") == expected_files(prepared,
+                                                                      dataset_card(prepared, repo="alice/flaky"))
+
+
+def test_one_dropped_put_is_retried_by_gwq(hub, prepared):
+    fast = {"MODELSCOPE_UPLOAD_BLOB_MAX_ATTEMPTS": "1", "MODELSCOPE_UPLOAD_RECOVERY_ENABLED": "false",
+            "MODELSCOPE_UPLOAD_FAILED_FILE_MAX_RETRY_ROUNDS": "0"}
+    hub.state.drop_puts = 1
+    res = upload(hub, prepared, "--repo", "alice/once", "--retries", "2", env=fast)
+    assert res.returncode == 0, res.stderr
+    assert len(hub.state.files("datasets", "alice/once")) == 6
+
+
+def test_dry_run_sends_nothing_and_stages_exactly_the_upload(hub, prepared, tmp_path):
+    staging = tmp_path / "staging"
+    res = upload(hub, prepared, "--repo", "alice/gwq-zh", "--dry-run", "--staging", staging, token=None)
+    assert res.returncode == 0, res.stderr
+    assert hub.state.log == []
+    from gwq_data.card import dataset_card
+
+    card = dataset_card(prepared, repo="alice/gwq-zh")
+    staged = {str(p.relative_to(staging)): p.read_bytes() for p in staging.rglob("*") if p.is_file()}
+    assert staged == expected_files(prepared, card)
+    assert card.splitlines()[0] == "---" and "configs:" in res.stdout and "README.md" in res.stdout
+
+
+def test_card_golden(tmp_path):
+    """The card for a fixed prepared dir, byte for byte (set GWQ_UPDATE_GOLDEN=1 to rewrite)."""
+    from gwq_data.card import dataset_card
+
+    card = dataset_card(FIXTURE, repo="alice/gwq-zh", license="mit")
+    golden = GOLDEN / "dataset_card.md"
+    if os.environ.get("GWQ_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(card, encoding="utf-8")
+    assert card == golden.read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "mit" and meta["size_categories"] == ["n<1K"]
+    assert "/home/someone" not in card  # local paths stay local
+
+
+def test_missing_or_empty_prepared_dir(hub, tmp_path):
+    res = upload(hub, tmp_path / "nope", "--repo", "alice/x")
+    assert res.returncode == 2 and "not a directory" in res.stderr
+    empty = tmp_path / "empty"
+    shutil.copytree(FIXTURE, empty)
+    for p in (empty / "sft").iterdir():
+        p.write_text("")
+    res = upload(hub, empty, "--repo", "alice/x")
+    assert res.returncode == 2 and "sft/train.jsonl" in res.stderr
+    assert hub.state.log == []
