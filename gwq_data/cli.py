@@ -8,6 +8,7 @@ from gwq_data.commands import validate
 from gwq_data.commands import dedupe
 from gwq_data.commands import convert, prepare, stats
 from gwq_data.commands import upload
+from gwq_data.commands import generate
 
 app = typer.Typer(
     name="gwq-data",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 
 # One line per command; keep alphabetical within the pipeline order.
+app.command("generate")(generate.main)
 app.command("validate")(validate.main)
 app.command("dedupe")(dedupe.main)
 app.command("convert")(convert.main)
