@@ -41,13 +41,13 @@ def main(
     if json_out is not None:
         write_json(json_out, stats)
 
+    t, s = stats["tokens"], stats["tone"]
     counts = [("rows", stats["rows"]), ("valid", stats["valid"]), ("invalid", stats["invalid"])]
     counts += [(f"  {k}", v) for k, v in reasons.most_common()]
     counts += [("with an original (DPO-able)", stats["with_original"]), ("mean assistant turns", stats["turns"]["mean"])]
+    counts += [("tokens counted by", t["method"])] + [(f"tokens {k}", round(t[k], 1)) for k in ("mean", "p50", "p90", "max")]
+    counts += [(f"tone {k}", round(s[k], 3)) for k in ("mean", "p10", "p50", "p90")]
     print_table(summary_table("gwq-data stats", counts))
-    t, s = stats["tokens"], stats["tone"]
-    print_table(summary_table(f"tokens ({t['method']}): mean {t['mean']}, p50 {t['p50']}, p90 {t['p90']}, max {t['max']}",
-                              t["histogram"].items(), ("tokens", "records")))
-    print_table(summary_table(f"tone: mean {s['mean']}, p10 {s['p10']}, p50 {s['p50']}, p90 {s['p90']}",
-                              s["histogram"].items(), ("score", "records")))
     print_table(summary_table("turns", stats["turns"]["histogram"].items(), ("assistant turns", "records")))
+    print_table(summary_table("length", t["histogram"].items(), ("tokens", "records")))
+    print_table(summary_table("tone score", s["histogram"].items(), ("score", "records")))
