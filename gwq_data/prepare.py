@@ -20,13 +20,15 @@ ratios between sources.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from gwq_data import __version__
+from gwq_data import __version__, tokens
 from gwq_data.convert import dataset_info_entry, dpo_pairs, llamafactory_dpo, swift_dpo, swift_sft
 from gwq_data.jsonl import dumps, reject_record, write_json, write_jsonl, write_text
 from gwq_data.load import Loaded, load
@@ -64,6 +66,7 @@ class Prepared:
     stats: dict
     dataset_info: dict
     report: str
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage, for benchmarks
 
 
 def split_value(record: dict, seed: int) -> float:
@@ -111,17 +114,28 @@ def _file_info(path: Path, rows: int) -> dict:
 def prepare(paths: list[Path], cfg: PrepareConfig = PrepareConfig(),
             on_row: Callable[[], None] | None = None) -> Prepared:
     """Run the chain over `paths`; `on_row` is called once per input row (for progress bars)."""
+    clock = [time.perf_counter()]
+    seconds = {}
+
+    def lap(stage: str) -> None:
+        clock.append(time.perf_counter())
+        seconds[stage] = clock[-1] - clock[-2]
+
+    # The length check and the stats count the same joined text: tokenize each dialogue once.
+    count = lru_cache(maxsize=None)(tokens.count_tokens)
     loaded, rejects = [], []
-    for item in load(paths, Limits(max_tokens=cfg.max_tokens)):
+    for item in load(paths, Limits(max_tokens=cfg.max_tokens), count_tokens=count):
         (loaded if isinstance(item, Loaded) else rejects).append(item)
         if on_row:
             on_row()
     invalid = len(rejects)
     rows_per_file = Counter(x.source for x in loaded) + Counter(r["source"] for r in rejects)
+    lap("load")
 
     kept, dup_rejects = _dedupe(loaded, cfg) if cfg.dedupe else (loaded, [])
     rejects += dup_rejects
     records = [x.record for x in kept]
+    lap("dedupe")
 
     files = {name: [] for name in ("sft/train.jsonl", "sft/val.jsonl", "dpo/train.jsonl", "dpo/val.jsonl",
                                    "llamafactory/dpo_train.jsonl", "llamafactory/dpo_val.jsonl")}
@@ -134,6 +148,7 @@ def prepare(paths: list[Path], cfg: PrepareConfig = PrepareConfig(),
         files[f"dpo/{split}.jsonl"] += [swift_dpo(p) for p in pairs]
         files[f"llamafactory/dpo_{split}.jsonl"] += [llamafactory_dpo(p) for p in pairs]
     files["rejects.jsonl"] = rejects
+    lap("split")
 
     reasons = Counter(r["reason"] for r in rejects)
     stats = {
@@ -158,9 +173,10 @@ def prepare(paths: list[Path], cfg: PrepareConfig = PrepareConfig(),
         "split": {"val_ratio": cfg.val_ratio, "seed": cfg.seed, "pairs": cfg.pairs},
         "max_tokens": cfg.max_tokens,
     }
-    described = describe(records)
+    described = describe(records, count, tokens.method())
     stats.update({k: described[k] for k in ("turns", "tokens", "tone", "generators", "prompts")})
-    return Prepared(files, stats, dataset_info(), report(stats))
+    lap("stats")
+    return Prepared(files, stats, dataset_info(), report(stats), seconds)
 
 
 def dataset_info() -> dict:

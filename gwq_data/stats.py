@@ -10,7 +10,7 @@ sections with small tables.
 >>> s["turns"]["histogram"], s["tone"]["histogram"]["0.6-0.7"]
 ({'1': 1}, 1)
 
-Tokens are counted over every message's content (no chat-template overhead). Percentiles
+Tokens are counted over all message contents joined (no chat-template overhead). Percentiles
 use linear interpolation (numpy's default). What it leaves out: per-file breakdowns, plots.
 """
 
@@ -64,13 +64,23 @@ def provenance(records: list[dict]) -> tuple[Counter, Counter]:
     return generators, prompts
 
 
-def describe(records: list[dict], count_tokens: Callable[[str], int] | None = None) -> dict:
-    """turns, tokens, tone, generators, prompts, with_original for canonical records."""
+def dialogue_text(record: dict) -> str:
+    """All message contents joined: the text whose tokens `describe` (and the length check) count."""
+    return "".join(m["content"] for m in record["messages"])
+
+
+def describe(records: list[dict], count_tokens: Callable[[str], int] | None = None,
+             method: str | None = None) -> dict:
+    """turns, tokens, tone, generators, prompts, with_original for canonical records.
+
+    `count_tokens` defaults to Qwen2's BPE; pass the (cached) counter the length check used to
+    tokenize each dialogue only once, with `method` naming it for the report.
+    """
     from gwq_data import tokens
 
     count = count_tokens or tokens.count_tokens
     turns = [sum(m["role"] == "assistant" for m in r["messages"]) for r in records]
-    lengths = [sum(count(m["content"]) for m in r["messages"]) for r in records]
+    lengths = [count(dialogue_text(r)) for r in records]
     tones = [record_score(r) for r in records]
     generators, prompts = provenance(records)
 
@@ -83,7 +93,7 @@ def describe(records: list[dict], count_tokens: Callable[[str], int] | None = No
         "with_original": sum(any(m.get("original") for m in r["messages"]) for r in records),
         "turns": {"mean": _round(np.mean(turns)) if turns else 0,
                   "histogram": {str(k): v for k, v in sorted(Counter(turns).items())}},
-        "tokens": {"method": tokens.method() if count_tokens is None else "custom",
+        "tokens": {"method": method or (tokens.method() if count_tokens is None else "custom"),
                    **_summary(lengths, ("mean", "p50", "p90", "max")), "histogram": token_hist},
         "tone": {**_summary(tones, ("mean", "p10", "p50", "p90")), "histogram": tone_hist},
         "generators": dict(generators.most_common()),
