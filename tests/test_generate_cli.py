@@ -1,0 +1,266 @@
+"""gwq-data generate end to end: the real CLI and the real openai client against a real HTTP server
+on 127.0.0.1 (tests/llm_server.py) that injects 429s, 500s, hangs, cut-off and non-JSON bodies."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+from conftest import gwq_cmd
+from llm_server import FakeLLM
+from typer.testing import CliRunner
+
+from gwq_data.cli import app
+
+from gwq_data.generate.prompt import load_prompt
+
+SECRET = "sk-test-SECRET-0123456789"
+
+
+@pytest.fixture
+def server():
+    srv = FakeLLM()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def generate(*args, env=None):
+    """Run the command in-process (the openai SDK takes seconds to import; pay that once)."""
+    result = CliRunner().invoke(app, ["generate", *map(str, args)], env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
+
+
+def write_rows(path, markers):
+    """One row per marker, in the three input formats by turn; "" is a plain row, None a broken line."""
+    lines = []
+    for i, mark in enumerate(markers, 1):
+        if mark is None:
+            lines.append('{"query": "坏行')
+            continue
+        q, a = f"第{i}个问题{mark}", f"第{i}个回答：每天练习{i * 10}分钟，坚持下去。"
+        lines.append(json.dumps([
+            {"query": q, "response": a},
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]},
+            {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a},
+                               {"from": "human", "value": "还有呢？"}, {"from": "gpt", "value": f"再练{i}周。"}]},
+        ][i % 3], ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()] if path.exists() else []
+
+
+def line_of(key: str) -> int:
+    return int(key.rsplit(":", 1)[1].split("#")[0])
+
+
+def stable(rows):
+    """Rows without their wall-clock timestamps, for comparing two runs."""
+    def strip(r):
+        if "meta" in r:
+            r = r | {"meta": {k: v for k, v in r["meta"].items() if k != "created_at"}}
+        if isinstance(r.get("data"), dict) and "record" in r["data"]:
+            r = r | {"data": r["data"] | {"record": strip(r["data"]["record"])}}
+        return r
+    return [strip(r) for r in rows]
+
+
+def test_help():
+    result = subprocess.run(gwq_cmd("gwq-data") + ["generate", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--max-cost" in result.stdout and "Example:" in result.stdout
+
+
+def test_faults_retries_every_row_exactly_once_and_the_key_never_leaks(tmp_path, server):
+    server.api_key = SECRET
+    markers = ["", "<<429>>", "<<500>>", "<<hang>>", "<<truncated>>", "<<nonjson>>", "<<badjson>>", "<<wrongcount>>",
+               "", "<<badjson-always>>", "<<plain>>", "<<dropnum>>", None, ""]
+    src, out = write_rows(tmp_path / "in.jsonl", markers), tmp_path / "out.jsonl"
+    result = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url,
+                      "--timeout", "1", "--retries", "2", "--concurrency", "4", env={"OPENAI_API_KEY": SECRET})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    styled, rejects = read(out), read(tmp_path / "out.rejects.jsonl")
+    keys = [line_of(r["meta"]["source"]) for r in styled] + [r["line"] for r in rejects]
+    assert sorted(keys) == list(range(1, len(markers) + 1)) and len(set(keys)) == len(keys)   # each row exactly once
+    assert {r["line"]: r["reason"] for r in rejects} == {10: "bad_json", 11: "low_tone", 12: "lost_numbers", 13: "invalid_json"}
+    assert [line_of(r["meta"]["source"]) for r in styled] == sorted(line_of(r["meta"]["source"]) for r in styled)
+    assert all(r["detail"] for r in rejects) and "reply 1 low_tone" in rejects[1]["detail"]
+
+    # Retries happened: the SDK re-sent the 429/500/hang/cut-off bodies; bad answers were re-asked.
+    sent = Counter(server.bodies())
+    faulty = {h for r in server.requests for h in [r["hash"]] if r["body"] and any(
+        m in json.dumps(r["body"]["messages"][-1], ensure_ascii=False) for m in ("<<429>>", "<<500>>", "<<hang>>", "<<truncated>>"))}
+    assert len(faulty) == 4 and all(sent[h] >= 2 for h in faulty)
+    reasks = [r for r in server.requests if r["body"] and "你上一次的输出无法使用" in r["body"]["messages"][-1]["content"]]
+    assert len(reasks) == 1 + 2 + 1   # badjson once, badjson-always twice (3 attempts), wrongcount once
+    assert "<<429>>" in json.dumps(styled, ensure_ascii=False)  # 429 row made it through
+
+    # The styled records keep each plain reply and carry the shared meta contract.
+    p = load_prompt("translation_tone")
+    for r in styled:
+        assistant = [m for m in r["messages"] if m["role"] == "assistant"]
+        assert all(m["original"] and m["content"].startswith("我听说") and m["original"] in m["content"] for m in assistant)
+        meta = r["meta"]
+        assert set(meta) == {"source", "generator", "prompt", "prompt_hash", "params", "usage", "created_at"}
+        assert (meta["generator"], meta["prompt"], meta["prompt_hash"]) == ("fake-model", "translation_tone", p.hash)
+        assert meta["params"] == {"temperature": 0.7, "seed": None} and meta["usage"]["prompt_tokens"] > 0
+        assert meta["created_at"].endswith("Z")
+    assert "rejected" in result.stdout and "low_tone" in result.stdout and "HTTP errors retried" in result.stdout
+
+    # The key appears nowhere: outputs, cache, terminal, or what the server recorded.
+    cache_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("out.cache.sqlite*"))
+    for blob in (out.read_bytes(), (tmp_path / "out.rejects.jsonl").read_bytes(), cache_bytes,
+                 result.stdout.encode(), result.stderr.encode(), json.dumps(server.requests).encode()):
+        assert SECRET.encode() not in blob
+    assert all("authorization" not in {k.lower() for k in r["headers"]} for r in server.requests)
+
+
+def test_rerun_after_finish_sends_nothing_and_changes_nothing(tmp_path, server):
+    src, out = write_rows(tmp_path / "in.jsonl", ["", "", "<<plain>>", ""]), tmp_path / "out.jsonl"
+    first = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
+    assert first.returncode == 1
+    before, sent = (out.read_bytes(), (tmp_path / "out.rejects.jsonl").read_bytes()), len(server.bodies())
+    again = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
+    assert again.returncode == 1 and len(server.bodies()) == sent
+    assert (out.read_bytes(), (tmp_path / "out.rejects.jsonl").read_bytes()) == before
+    assert "already done (resumed)" in again.stdout and " 4 " in again.stdout.split("resumed")[1].splitlines()[0]
+    # The cache alone also prevents re-sending: delete the outputs, keep the cache.
+    out.unlink()
+    (tmp_path / "out.rejects.jsonl").unlink()
+    third = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
+    assert len(server.bodies()) == sent and third.returncode == 1
+    assert out.read_bytes() == before[0]
+    with sqlite3.connect(tmp_path / "out.cache.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 4
+
+
+def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path, server):
+    server.latency = 0.08
+    src = write_rows(tmp_path / "in.jsonl", [""] * 30 + ["<<dropnum>>"] * 2)
+    args = ["--input", src, "--model", "fake-model", "--base-url", server.base_url, "--concurrency", "3"]
+    ref = generate(*args, "--out", tmp_path / "ref" / "out.jsonl")
+    assert ref.returncode == 1, ref.stderr  # two rows rejected
+    n_ref = len(server.bodies())
+
+    out = tmp_path / "killed" / "out.jsonl"
+    proc = subprocess.Popen(gwq_cmd("gwq-data") + ["generate", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_bytes().splitlines()) < 8) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(out.read_bytes().splitlines())
+    assert 8 <= done_before < 30
+    with open(out, "ab") as f:
+        f.write('{"messages": [{"role": "user", "content": "半行'.encode())  # what a kill mid-write would leave
+    sent_before = len(server.bodies())
+
+    again = subprocess.run(gwq_cmd("gwq-data") + ["generate", *map(str, args), "--out", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1, again.stderr
+    assert stable(read(out)) == stable(read(tmp_path / "ref" / "out.jsonl"))
+    assert stable(read(tmp_path / "killed" / "out.rejects.jsonl")) == stable(read(tmp_path / "ref" / "out.rejects.jsonl"))
+    # Only requests that were in flight at the kill (at most --concurrency 3) may be sent twice.
+    bodies = server.bodies()
+    ref_bodies, killed_and_resumed = bodies[:n_ref], bodies[n_ref:]
+    assert set(killed_and_resumed) == set(ref_bodies)
+    assert len(ref_bodies) <= len(killed_and_resumed) <= len(ref_bodies) + 3
+    assert len(bodies) - sent_before < len(ref_bodies) - done_before + 3 + 1
+
+
+def test_max_requests_and_max_cost_stop_cleanly_and_resume_without_paying_twice(tmp_path, server):
+    src, out = write_rows(tmp_path / "in.jsonl", [""] * 6), tmp_path / "out.jsonl"
+    base = ["--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url, "--concurrency", "1"]
+    stopped = generate(*base, "--max-requests", "2")
+    assert stopped.returncode == 1 and "reached --max-requests 2" in stopped.stderr
+    assert "run the same command again" in stopped.stderr.lower().replace("\n", " ")
+    assert len(read(out)) == 2 and len(server.bodies()) == 2
+    cost = generate(*base, "--max-cost", "0.001", "--price-in", "1", "--price-out", "2")
+    assert cost.returncode == 1 and "reached --max-cost" in cost.stderr and "cost" in cost.stdout
+    assert len(read(out)) == 3 and len(server.bodies()) == 3   # the first request overshoots; then it stops
+    done = generate(*base)
+    assert done.returncode == 0, done.stderr
+    assert len(read(out)) == 6 and len(server.bodies()) == 6   # every row paid for once
+
+
+@pytest.mark.parametrize("case", ["refused", "unknown_model", "bad_key", "not_openai"])
+def test_server_problems_give_one_readable_line(tmp_path, server, case):
+    src, out = write_rows(tmp_path / "in.jsonl", ["", ""]), tmp_path / "out.jsonl"
+    url, model, env = server.base_url, "fake-model", {}
+    if case == "refused":
+        url = "http://127.0.0.1:9/v1"
+    elif case == "unknown_model":
+        model = "gpt-9"
+    elif case == "bad_key":
+        server.api_key, env = SECRET, {"MY_KEY": "sk-wrong-key-abcdef"}
+    else:
+        server.not_openai = True
+    result = generate("--input", src, "--out", out, "--model", model, "--base-url", url, "--api-key-env", "MY_KEY",
+                      "--retries", "0", env=env)
+    expected = {"refused": "cannot reach http://127.0.0.1:9/v1", "unknown_model": "unknown model 'gpt-9'",
+                "bad_key": "refused the API key from $MY_KEY (401", "not_openai": "OpenAI-compatible"}[case]
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.stderr and "sk-wrong-key" not in result.stderr + result.stdout
+    assert read(out) == []
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "rewrite mode needs --input"),
+    (["--mode", "synthesize"], "synthesize mode needs --topics"),
+    (["--mode", "poetry"], "choose rewrite or synthesize"),
+    (["--max-cost", "5"], "--max-cost needs --price-in"),
+    (["--prompt", "synthesize"], "use it with --mode synthesize"),
+    (["--prompt", "nope"], "no prompt of that name"),
+])
+def test_usage_errors_exit_2(tmp_path, args, message):
+    result = generate("--out", tmp_path / "o.jsonl", "--model", "m", *args)
+    assert result.returncode == 2 and message in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_the_prompt_and_estimate_and_sends_nothing(tmp_path, server):
+    src = write_rows(tmp_path / "in.jsonl", ["", "", None])
+    result = generate("--input", src, "--out", tmp_path / "o.jsonl", "--model", "fake-model", "--base-url", server.base_url,
+                      "--dry-run", "--price-in", "0.5", "--price-out", "1.5")
+    assert result.returncode == 0, result.stderr
+    assert "--- system ---" in result.stdout and "第1个问题" in result.stdout and "我听说算术之道" in result.stdout
+    assert "prompt tokens (est.)" in result.stdout and "cost (est." in result.stdout and "qwen2" in result.stdout
+    assert server.requests == [] and not (tmp_path / "o.jsonl").exists()
+
+
+def test_synthesize_mode_writes_new_dialogues_with_originals(tmp_path, server):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("# topics\n学习书法\n\n健身入门\n", encoding="utf-8")
+    out = tmp_path / "syn.jsonl"
+    result = generate("--mode", "synthesize", "--topics", topics, "--num", "5", "--turns", "2", "--out", out,
+                      "--model", "fake-model", "--base-url", server.base_url, "--rpm", "6000", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    rows = read(out)
+    assert [r["meta"]["source"] for r in rows] == [f"{topics}:{line}#{i}" for line, i in
+                                                   [(2, 1), (4, 1), (2, 2), (4, 2), (2, 3)]]
+    for r in rows:
+        assert [m["role"] for m in r["messages"]] == ["user", "assistant"] * 2
+        assert all(m["original"] in m["content"] for m in r["messages"] if m["role"] == "assistant")
+        assert r["meta"]["prompt"] == "synthesize" and r["meta"]["params"] == {"temperature": 0.7, "seed": 7}
+    assert "学习书法" in rows[0]["messages"][0]["content"] and len({r["id"] for r in rows}) == 5
+
+
+def test_servers_without_json_mode_still_work(tmp_path, server):
+    server.json_mode = False
+    src, out = write_rows(tmp_path / "in.jsonl", ["", ""]), tmp_path / "out.jsonl"
+    result = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url, "--concurrency", "1")
+    assert result.returncode == 0, result.stderr
+    chat = [r["body"] for r in server.requests if r["path"].endswith("/chat/completions")]
+    assert "response_format" in chat[0] and all("response_format" not in b for b in chat[1:])
+    assert len(read(out)) == 2
