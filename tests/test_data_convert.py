@@ -1,6 +1,7 @@
 """gwq-data convert: every output format against golden files, DPO pairing rules, bad input, LLaMA-Factory entries."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -22,7 +23,8 @@ def convert(*args):
 
 @pytest.mark.parametrize("command", ["validate", "convert", "prepare", "stats"])
 def test_help(command):
-    out = subprocess.run(gwq_cmd("gwq-data") + [command, "--help"], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "COLUMNS": "200"}  # keep the Example line on one line whatever the terminal
+    out = subprocess.run(gwq_cmd("gwq-data") + [command, "--help"], capture_output=True, text=True, check=True, env=env).stdout
     assert "Example: gwq-data " + command in " ".join(out.split())
 
 
