@@ -35,7 +35,7 @@ def main(
 
     from gwq_data.convert import FORMATS, PAIRS, dataset_info_entry, to_rows
     from gwq_data.errors import UsageError
-    from gwq_data.jsonl import write_json, write_jsonl
+    from gwq_data.jsonl import atomic_writer, dumps, write_json, write_jsonl
     from gwq_data.load import Loaded, load
     from gwq_data.records import Limits
 
@@ -49,8 +49,9 @@ def main(
         except ValueError as e:
             raise UsageError(str(e)) from None
 
-    rows, bad, valid, skipped = [], [], 0, 0
-    with progress() as bar:
+    # Rows stream into the temp file; it replaces OUT only when every input line has been read.
+    written, bad, valid, skipped = 0, [], 0, 0
+    with progress() as bar, atomic_writer(out) as f:
         task = bar.add_task("converting", total=None)
         for item in load(files, Limits(max_tokens=max_tokens)):
             bar.advance(task)
@@ -63,8 +64,8 @@ def main(
             valid += 1
             made = to_rows(item.record, to, pairs)
             skipped += not made
-            rows += made
-    write_jsonl(out, rows)
+            written += len(made)
+            f.writelines(dumps(row) + "\n" for row in made)
     if rejects is not None:
         write_jsonl(rejects, bad)
     if dataset_info is not None:
@@ -78,7 +79,7 @@ def main(
         info[name or out.stem] = dataset_info_entry(to, file_name)
         write_json(dataset_info, info)
 
-    table = [("valid", valid), ("invalid", len(bad)), (f"{to} rows written", len(rows))]
+    table = [("valid", valid), ("invalid", len(bad)), (f"{to} rows written", written)]
     if to not in ("swift-sft", "sharegpt"):
         table.append(("dpo_skipped_no_original", skipped))
     print_table(summary_table(f"gwq-data convert --to {to}", table))
