@@ -72,7 +72,6 @@ def api_key(config: ClientConfig) -> str:
 
 class Client:
     def __init__(self, config: ClientConfig):
-        import httpx2
         from aiolimiter import AsyncLimiter
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
@@ -80,7 +79,7 @@ class Client:
         self._key = api_key(config)
         self.http_responses = 0   # every HTTP response, SDK retries included
         self.http_errors = 0      # those with status >= 400
-        limits = httpx2.Limits(max_connections=max(config.concurrency, 1) + 4,
+        limits = _httpx().Limits(max_connections=max(config.concurrency, 1) + 4,
                                max_keepalive_connections=max(config.concurrency, 1) + 4)
         http = DefaultAsyncHttpxClient(limits=limits, event_hooks={"response": [self._count]})
         self.sdk = AsyncOpenAI(base_url=config.base_url, api_key=self._key, timeout=config.timeout,
@@ -140,11 +139,9 @@ class Client:
         except (openai.APITimeoutError, openai.InternalServerError) as e:
             raise AttemptError("api_error", self.redact(_short(e))) from None
         except openai.APIConnectionError as e:
-            import httpx2
-
             # A server that cannot be connected to is down or mistyped: stop, the rows are not at fault.
             # A body cut off mid-answer (RemoteProtocolError, ReadError) is a transient fault of this attempt.
-            if self.verified and not isinstance(e.__cause__, httpx2.ConnectError):
+            if self.verified and not isinstance(e.__cause__, _httpx().ConnectError):
                 raise AttemptError("api_error", self.redact(_short(e.__cause__ or e))) from None
             raise self._fatal(e) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
@@ -201,6 +198,16 @@ class Client:
 
     async def close(self) -> None:
         await self.sdk.close()
+
+
+def _httpx():
+    """The HTTP library under the installed openai SDK (httpx2 in openai>=3, httpx before)."""
+    try:
+        import httpx2
+        return httpx2
+    except ImportError:
+        import httpx
+        return httpx
 
 
 def _short(e: Exception) -> str:
