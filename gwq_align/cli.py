@@ -4,6 +4,7 @@ torch and swift are imported inside the commands so `--help` is instant."""
 import typer
 
 from gwq_align.commands import tiny_model
+from gwq_align.commands import push
 
 app = typer.Typer(
     name="gwq-align",
@@ -22,3 +23,4 @@ def _root():
 
 # Commands are registered below, one line each.
 app.command("tiny-model")(tiny_model.main)
+app.command("push")(push.main)

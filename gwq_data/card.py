@@ -171,11 +171,13 @@ def _training(repo: str, files: dict) -> str:
     if dpo:
         text += (f"swift rlhf --rlhf_type dpo --model Qwen/Qwen2.5-0.5B-Instruct --tuner_type lora \\\n"
                  f"    --dataset {repo}:dpo --beta 0.1\n")
-    text += ("```\n\nWith gwq, which records the run (`gwq_run.json`) for a model card:\n\n```bash\n"
-             f"modelscope download --dataset {repo} --local_dir data/{repo.split('/', 1)[1]}\n"
-             f"gwq-align sft --data data/{repo.split('/', 1)[1]}/sft --out runs/sft\n")
+    local = f"data/{repo.split('/', 1)[1]}"
+    text += ("```\n\nWith gwq, which records each run (`gwq_run.json`) for its model card:\n\n```bash\n"
+             f"modelscope download --dataset {repo} --local_dir {local}\n"
+             f"gwq-align sft --model Qwen/Qwen2.5-0.5B-Instruct --dataset {local} --output-dir runs/sft --recipe seed\n")
     if dpo:
-        text += f"gwq-align dpo --data data/{repo.split('/', 1)[1]}/dpo --from-sft runs/sft --out runs/dpo\n"
+        text += (f"gwq-align dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset {local} --output-dir runs/dpo "
+                 f"--from-sft runs/sft\n")
     return text + "```\n"
 
 
