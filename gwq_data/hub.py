@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -241,7 +242,13 @@ def _explained(upload: Upload, token: str):
 
 
 def _first_line(exc: BaseException, token: str) -> str:
+    """The gist of an SDK error: its first line, or for connection errors just the OS reason."""
     text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    errno = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    if errno:
+        text = errno.group(0)
+    elif len(text) > 160:
+        text = text[:157] + "..."
     return text.replace(token, "***") if token else text
 
 

@@ -48,7 +48,7 @@ class Hub:
 
     def __init__(self, users: dict[str, str]):
         self.users = dict(users)  # token -> username
-        self.orgs: set[str] = set()  # owners a user may also write to
+        self.orgs: dict[str, set[str]] = {}  # organisation -> members who may write to it
         self.repos: dict[tuple[str, str], Repo] = {}
         self.blobs: dict[str, bytes] = {}
         self.log: list[dict] = []  # {"method", "path", "status"}
@@ -112,7 +112,8 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def _may_write(self, owner: str) -> bool:
-        return owner == self._user() or owner in self.hub.orgs
+        user = self._user()
+        return owner == user or user in self.hub.orgs.get(owner, set())
 
     def _visible(self, repo: Repo) -> bool:
         return not repo.private or self._may_write(repo.owner)
@@ -209,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
         key = (kind, f"{owner}/{name}")
         if key in self.hub.repos:
             return self._legacy_err(400, "该名称已被注册使用，请重新命名", ALREADY_EXISTS[kind])
-        if owner not in set(self.hub.users.values()) | self.hub.orgs:
+        if owner not in set(self.hub.users.values()) | set(self.hub.orgs):
             return self._legacy_err(404, f"owner {owner} does not exist")
         if not self._may_write(owner):
             return self._legacy_err(403, f"no permission to create repos under {owner}")

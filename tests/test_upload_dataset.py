@@ -19,6 +19,10 @@ from modelscope_server import HubServer
 TOKEN = "ms-test-0f9e8d7c6b5a-secret"
 FIXTURE = REPO / "tests" / "data" / "upload_prepared"
 GOLDEN = REPO / "tests" / "golden" / "upload"
+# Make the SDK give up on a dropped blob PUT at once (one attempt, one plain retry round, no progressive
+# recovery with its multi-second backoff), so gwq's own handling is what the tests see.
+FAST = {"MODELSCOPE_UPLOAD_BLOB_MAX_ATTEMPTS": "1", "MODELSCOPE_UPLOAD_RECOVERY_ENABLED": "false",
+        "MODELSCOPE_UPLOAD_FAILED_FILE_MAX_RETRY_ROUNDS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def prepared(tmp_path_factory) -> Path:
 @pytest.fixture
 def hub():
     with HubServer({TOKEN: "alice", "ms-bob-token": "bob"}) as server:
-        server.state.orgs.add("gwq-org")
+        server.state.orgs["gwq-org"] = {"alice"}
         yield server
 
 
@@ -160,16 +164,17 @@ def test_name_clash_missing_owner_and_public_repo_with_private_flag(hub, prepare
     assert upload(hub, prepared, "--repo", "gwq-org/shared", "--private").returncode == 0
     assert hub.state.repos[("datasets", "gwq-org/shared")].private
 
+    denied = upload(hub, prepared, "--repo", "gwq-org/bobs", token="ms-bob-token")
+    assert denied.returncode == 1 and "refused access to gwq-org/bobs (403)" in denied.stderr
+
     bad = upload(hub, prepared, "--repo", "no-slash")
     assert bad.returncode == 2 and "OWNER/NAME" in bad.stderr
 
 
 def test_dropped_connection_then_rerun_finishes(hub, prepared):
-    # Make the SDK give up fast: one blob attempt, no recovery rounds, and gwq's own retry off.
-    fast = {"MODELSCOPE_UPLOAD_BLOB_MAX_ATTEMPTS": "1", "MODELSCOPE_UPLOAD_RECOVERY_ENABLED": "false",
-            "MODELSCOPE_UPLOAD_FAILED_FILE_MAX_RETRY_ROUNDS": "0"}
+    # gwq's own retry off: the first run must fail.
     hub.state.drop_puts = 100
-    res = upload(hub, prepared, "--repo", "alice/flaky", "--retries", "0", env=fast)
+    res = upload(hub, prepared, "--repo", "alice/flaky", "--retries", "0", env=FAST)
     assert res.returncode == 1, res.stderr
     last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("error:") and "did not finish" in last and "run the same command again" in last
@@ -179,7 +184,7 @@ def test_dropped_connection_then_rerun_finishes(hub, prepared):
     assert_no_secret(res.stdout, res.stderr)
 
     hub.state.drop_puts = 0
-    again = upload(hub, prepared, "--repo", "alice/flaky", env=fast)
+    again = upload(hub, prepared, "--repo", "alice/flaky", env=FAST)
     assert again.returncode == 0, again.stderr
     from gwq_data.card import dataset_card
 
@@ -188,10 +193,8 @@ def test_dropped_connection_then_rerun_finishes(hub, prepared):
 
 
 def test_one_dropped_put_is_retried_by_gwq(hub, prepared):
-    fast = {"MODELSCOPE_UPLOAD_BLOB_MAX_ATTEMPTS": "1", "MODELSCOPE_UPLOAD_RECOVERY_ENABLED": "false",
-            "MODELSCOPE_UPLOAD_FAILED_FILE_MAX_RETRY_ROUNDS": "0"}
     hub.state.drop_puts = 1
-    res = upload(hub, prepared, "--repo", "alice/once", "--retries", "2", env=fast)
+    res = upload(hub, prepared, "--repo", "alice/once", "--retries", "2", env=FAST)
     assert res.returncode == 0, res.stderr
     assert len(hub.state.files("datasets", "alice/once")) == 6
 
@@ -234,3 +237,18 @@ def test_missing_or_empty_prepared_dir(hub, tmp_path):
     res = upload(hub, empty, "--repo", "alice/x")
     assert res.returncode == 2 and "sft/train.jsonl" in res.stderr
     assert hub.state.log == []
+
+
+def test_unreachable_hub_is_one_line(prepared):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MODELSCOPE_ENDPOINT=f"http://127.0.0.1:{port}", MODELSCOPE_API_TOKEN=TOKEN, COLUMNS="400",
+               MODELSCOPE_API_MAX_RETRIES="1")  # the SDK's own connect retries would only add backoff time
+    res = subprocess.run(gwq_cmd("gwq-data") + ["upload", str(prepared), "--repo", "alice/x"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "cannot reach ModelScope" in lines[0] and TOKEN not in res.stderr
