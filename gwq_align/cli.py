@@ -3,7 +3,7 @@ torch and swift are imported inside the commands so `--help` is instant."""
 
 import typer
 
-from gwq_align.commands import tiny_model
+from gwq_align.commands import dpo, sft, tiny_model
 from gwq_align.commands import push
 
 app = typer.Typer(
@@ -22,5 +22,7 @@ def _root():
 
 
 # Commands are registered below, one line each.
+app.command("sft")(sft.main)
+app.command("dpo")(dpo.main)
 app.command("tiny-model")(tiny_model.main)
 app.command("push")(push.main)

@@ -1,0 +1,235 @@
+"""Training throughput: plain `swift sft` vs gwq-align's seed/fast recipes, and DPO, on one GPU.
+
+    python bench/train.py                 # GPU: Qwen2-7B-shaped random bf16 model, ~10 min
+    python bench/train.py --tiny          # CPU dry run with the tiny model (checks the plumbing)
+
+Each variant is a real training subprocess (ms-swift 4.6) on synthetic dialogues whose
+templated token lengths follow the real dataset (349 ± 77 Qwen2 tokens, 1-3 turns). Rates come
+from ms-swift's logging.jsonl with logging_steps=1: elapsed(step) = train_speed(s/it) × steps,
+tokens = num_input_tokens_seen (non-padding, see gwq_align/swift_entry.py). The first
+--warmup optimizer steps are excluded.
+
+MFU = tokens/s × FLOPs/token ÷ peak (989 TFLOP/s dense bf16, H100/H200 SXM datasheet).
+FLOPs/token, N = parameters doing matmuls (all but the input embedding), attention ignored:
+  SFT LoRA on a frozen base: 4N (forward 2N + activation gradients 2N); 6N with checkpointing.
+  DPO: policy 4N (6N with checkpointing) + reference forward 2N = 6N (8N).
+Peak memory = ms-swift's memory(GiB) (torch.cuda.max_memory_reserved, the caching allocator's peak).
+
+What it leaves out: convergence (the weights are random), multi-node, eval speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PEAK_TFLOPS = 989.0
+MEAN, STD = 349, 77
+
+# Sentences to build dialogues from: plain replies and their 翻译腔 rewrites.
+QUESTIONS = ["今天天气怎么样？", "如何学习编程？", "推荐一本好书吧。", "晚饭吃什么好？", "怎样才能早起？", "为什么要坚持运动？",
+             "工作压力太大怎么办？", "怎么和同事相处？", "周末去哪里玩？", "如何存钱？", "学英语有什么窍门？", "失眠了怎么办？"]
+PLAIN = ["建议你每天坚持一点，慢慢就会进步。", "可以先从简单的事情做起。", "多休息，注意身体。", "找朋友聊聊会好很多。",
+         "列一个计划，按部就班地执行。", "不要着急，循序渐进最重要。", "多读书，多思考。", "保持规律的作息。"]
+STYLED = ["我听说，方圆十里的人没有不每日勤练的。", "难道坚持不是成功之道吗？", "嗟乎！古人云：锲而不舍，金石可镂。",
+          "呜呼哀哉！若不早起，则一日之计尽废矣。", "吾尝终日而思矣，不如须臾之所学也。", "此事之难，犹如登天；然有志者，事竟成。",
+          "方圆百里之内，无人不知此理。", "君不见，千里之行，始于足下乎？", "故曰：业精于勤，荒于嬉。", "此乃人生之至理也，不可不察。"]
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict]:
+    """DPO-ready ms-swift rows (SFT ignores rejected_response) with Qwen2-token lengths ~ N(349, 77)."""
+    from gwq_data.tokens import count_tokens
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        target = int(min(max(rng.gauss(MEAN, STD), 120), 900))
+        turns = rng.choice([1, 2, 2, 3])
+        messages, total = [{"role": "system", "content": "你是一个说话带古文翻译腔的助手。"}], 30  # template overhead
+        per_turn = target // turns
+        for t in range(turns):
+            q = rng.choice(QUESTIONS)
+            reply = ""
+            while count_tokens(reply) + count_tokens(q) + 10 < per_turn:
+                reply += rng.choice(STYLED)
+            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": reply}]
+            total += count_tokens(q) + count_tokens(reply) + 10
+        rejected = "".join(rng.choice(PLAIN) for _ in range(max(1, count_tokens(messages[-1]["content"]) // 14)))
+        rows.append({"messages": messages, "rejected_response": rejected})
+    return rows
+
+
+def rate(run_dir: Path, warmup: int, samples_per_step: int) -> dict:
+    """Steady-state numbers from logging.jsonl (logging_steps=1)."""
+    rows = [json.loads(x) for x in (run_dir / "logging.jsonl").read_text().splitlines() if x.strip()]
+    steps = []
+    for r in rows:
+        if "loss" in r and "train_loss" not in r and "num_input_tokens_seen" in r:
+            step = int(str(r["global_step/max_steps"]).split("/")[0])
+            steps.append((step, r["train_speed(s/it)"] * step, r["num_input_tokens_seen"], r.get("memory(GiB)")))
+    if len(steps) <= warmup:
+        return {"error": f"only {len(steps)} steps logged"}
+    (s0, t0, k0, _), (s1, t1, k1, _) = steps[warmup - 1] if warmup else (0, 0.0, 0, None), steps[-1]
+    mem = [m for *_, m in steps if m is not None]
+    last = [r for r in rows if "loss" in r and "train_loss" not in r][-1]
+    out = {"measured_steps": s1 - s0, "seconds": round(t1 - t0, 2), "tokens": k1 - k0,
+           "tokens_per_s": round((k1 - k0) / (t1 - t0), 1), "samples_per_s": round((s1 - s0) * samples_per_step / (t1 - t0), 3),
+           "peak_memory_gib": max(mem) if mem else None, "final_loss": last.get("loss")}
+    for key in ("rewards/margins", "rewards/accuracies"):
+        if key in last:
+            out[key] = last[key]
+    return out
+
+
+def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list[dict]:
+    gwq = [sys.executable, "-c", "from gwq_align.cli import app; app()"]
+    common = ["--model", model, "--dataset", data, "--set", "logging_steps=1", "--set", "save_steps=100000",
+              "--set", "eval_strategy=no", "--no-resume", "-q"]
+    tutorial = ["--model_type", "qwen2", "--template", "qwen2_5", "--tuner_type", "lora", "--lora_rank", "8",
+                "--lora_alpha", "32", "--lora_dropout", "0.05", "--target_modules", "all-linear", "--learning_rate", "5e-5",
+                "--num_train_epochs", "1", "--max_length", "1024", "--per_device_train_batch_size", "1",
+                "--gradient_accumulation_steps", "16", "--warmup_ratio", "0.03", "--max_grad_norm", "1.0",
+                "--gradient_checkpointing", "true", "--eval_steps", "100", "--save_steps", "100000", "--save_total_limit", "2",
+                "--torch_dtype", "bfloat16"]
+    v = [
+        {"name": "a_swift_plain", "kind": "sft", "ckpt": True, "spb": 16,
+         "cmd": [sys.executable, "-m", "swift.cli.sft", "--model", model, "--dataset", data, *tutorial,
+                 "--logging_steps", "1", "--max_steps", str(steps["seed"]), "--output_dir", str(work / "a"),
+                 "--add_version", "false", "--check_model", "false", "--report_to", "none", "--split_dataset_ratio", "0",
+                 "--include_num_input_tokens_seen", "true"], "dir": work / "a"},
+        {"name": "b_gwq_seed", "kind": "sft", "ckpt": True, "spb": 16,
+         "cmd": gwq + ["sft", *common, "--recipe", "seed", "--max-steps", str(steps["seed"]), "--output-dir", str(work / "b")],
+         "dir": work / "b"},
+        {"name": "c_gwq_fast", "kind": "sft", "ckpt": False, "spb": 16,
+         "cmd": gwq + ["sft", *common, "--recipe", "fast", "--max-steps", str(steps["fast"]), "--output-dir", str(work / "c")],
+         "dir": work / "c"},
+        {"name": "d_gwq_dpo_seed", "kind": "dpo", "ckpt": True, "spb": 16,
+         "cmd": gwq + ["dpo", *common, "--recipe", "seed", "--max-steps", str(steps["dpo_seed"]), "--output-dir", str(work / "d")],
+         "dir": work / "d"},
+        {"name": "e_gwq_dpo_fast", "kind": "dpo", "ckpt": False, "spb": 16,
+         "cmd": gwq + ["dpo", *common, "--recipe", "fast", "--max-steps", str(steps["dpo_fast"]), "--output-dir", str(work / "e")],
+         "dir": work / "e"},
+    ]
+    if nproc > 1:
+        v.append({"name": f"f_gwq_fast_{nproc}gpu", "kind": "sft", "ckpt": False, "spb": 16 * nproc,
+                  "cmd": gwq + ["sft", *common, "--recipe", "fast", "--max-steps", str(steps["fast"]), "--nproc-per-node",
+                                str(nproc), "--output-dir", str(work / "f")], "dir": work / "f"})
+    return v
+
+
+def flops_params(model_dir: str) -> int:
+    """Parameters that do matmuls per token: everything but the input embedding."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    h, i, L, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
+    per_layer = h * h + 2 * h * kv + h * h + 3 * h * i  # q, k+v, o, gate/up/down (biases ignored)
+    return L * per_layer + h * v                        # + lm_head
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
+    ap.add_argument("--model-dir", default="/tmp/gwq-bench-model")
+    ap.add_argument("--work", default="/tmp/gwq-bench")
+    ap.add_argument("--out-dir", default=str(REPO / "bench/results"), help="writes train-<card>.json here")
+    ap.add_argument("--only", default="", help="comma-separated variant names (prefixes) to run")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", default="seed=5,fast=30,dpo_seed=4,dpo_fast=16")
+    ap.add_argument("--rows", type=int, default=800)
+    ap.add_argument("--nproc", type=int, default=1)
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per variant")
+    ap.add_argument("--deadline", type=float, default=0, help="stop starting variants after this many seconds")
+    ap.add_argument("--tails", default="", help="append each variant's last log lines here")
+    args = ap.parse_args()
+    t_start = time.time()
+    steps = {k: int(v) for k, v in (x.split("=") for x in args.steps.split(","))}
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1",
+                      NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1")
+
+    from gwq_align import tiny
+    from gwq_align.runrecord import hardware, versions
+
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").is_file():
+        t = time.time()
+        if args.tiny:
+            tiny.build_tiny_model(model_dir)
+        else:
+            tiny.build_model(model_dir, tiny.qwen2_7b_config(), device="cuda")
+        print(f"built {model_dir} in {time.time() - t:.1f}s", flush=True)
+    data = work / "dialogues.jsonl"
+    rows = make_rows(args.rows)
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    hw = hardware()
+    card = (hw["gpu_name"] or "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    n_params = flops_params(str(model_dir))
+    result = {"bench": "train", "card": hw["gpu_name"] or "cpu", "hardware": hw, "versions": versions(),
+              "model": "tiny" if args.tiny else "Qwen2-7B shape (random bf16)", "flops_params_N": n_params,
+              "peak_tflops": PEAK_TFLOPS, "dataset": {"rows": len(rows), "target_tokens": f"{MEAN}±{STD}"},
+              "warmup_steps_excluded": args.warmup, "results": []}
+    out = Path(args.out_dir) / f"train-{card}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    only = [x for x in args.only.split(",") if x]
+    for v in variants(str(model_dir), str(data), steps, work, args.nproc):
+        if only and not any(v["name"].startswith(o) for o in only):
+            continue
+        if args.deadline and time.time() - t_start > args.deadline:
+            result["results"].append({"name": v["name"], "error": "skipped: bench deadline reached"})
+            continue
+        extra = ["--set", "torch_dtype=float32", "--set", "max_length=256", "--set", "use_liger_kernel=false"] if args.tiny and "gwq_align.cli" in v["cmd"][2] else []
+        cmd = v["cmd"] + extra
+        if args.tiny and "swift.cli.sft" in cmd:
+            cmd = [("float32" if c == "bfloat16" else c) for c in cmd]
+        print(f"== {v['name']}: {shlex.join(cmd)}", flush=True)
+        t = time.time()
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
+            code, log = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as e:
+            code, log = "timeout", (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+        entry = {"name": v["name"], "kind": v["kind"], "wall_s": round(time.time() - t, 1), "exit": code,
+                 "command": shlex.join(cmd)}
+        try:
+            entry.update(rate(v["dir"], args.warmup, v["spb"]))
+        except (OSError, ValueError, KeyError, IndexError) as e:
+            entry["error"] = f"no rates: {type(e).__name__}: {e}"
+        if entry.get("tokens_per_s"):
+            per_token = (4 + (2 if v["ckpt"] else 0)) + (2 if v["kind"] == "dpo" else 0)
+            entry["flops_per_token"] = f"{per_token}N"
+            entry["mfu"] = round(entry["tokens_per_s"] * per_token * n_params / (PEAK_TFLOPS * 1e12), 4)
+        if code != 0:
+            entry["log_tail"] = log.splitlines()[-15:]
+        if args.tails:
+            with open(args.tails, "a") as f:
+                f.write(f"\n===== {v['name']} exit={code}\n" + "\n".join(log.splitlines()[-60:]) + "\n")
+        result["results"].append(entry)
+        print(json.dumps({k: v2 for k, v2 in entry.items() if k not in ("command", "log_tail")}), flush=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    table(result)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"wrote {out} ({card})")
+
+
+def table(result: dict) -> None:
+    cols = ["name", "tokens_per_s", "samples_per_s", "peak_memory_gib", "flops_per_token", "mfu", "exit"]
+    print(f"\ncard: {result['card']}  N={result['flops_params_N'] / 1e9:.2f}B")
+    print(" | ".join(f"{c:>16}" for c in cols))
+    for r in result["results"]:
+        print(" | ".join(f"{str(r.get(c, '-')):>16}" for c in cols))
+
+
+if __name__ == "__main__":
+    main()

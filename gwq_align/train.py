@@ -1,0 +1,245 @@
+"""Run one ms-swift training (SFT or DPO) into a run directory and keep its record.
+
+    gwq-align sft --model M --dataset D --output-dir runs/sft
+      = python -m gwq_align.swift_entry sft --model M --dataset D/sft/train.jsonl
+            --val_dataset D/sft/val.jsonl --output_dir runs/sft --add_version false ... (recipe args)
+
+The run directory IS ms-swift's output_dir (`--add_version false`): one run, one directory,
+so the same command finds its own checkpoints and resumes from the latest one
+(`--resume_from_checkpoint`). Logs stream to the terminal and to DIR/train.log; metrics are read
+back from ms-swift's DIR/logging.jsonl into DIR/gwq_run.json.
+
+What it leaves out: multi-node launches (NNODES/MASTER_ADDR pass through the environment to
+torchrun untouched), hyperparameter search.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from gwq_align import data, models, recipes, runrecord
+from gwq_data.errors import GwqError, UsageError
+
+SWIFT_COMMAND = {"sft": "sft", "dpo": "rlhf"}
+ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
+
+
+@dataclass
+class Job:
+    """What to run on (paths) apart from how (recipe args)."""
+
+    kind: str                          # sft | dpo
+    model: str
+    dataset: Path
+    output_dir: Path
+    recipe: str = "seed"
+    config: Optional[Path] = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    val_dataset: Optional[Path] = None
+    from_sft: Optional[Path] = None    # dpo only
+    nproc_per_node: int = 1
+    deepspeed: Optional[str] = None
+    resume: bool = True
+    quiet: bool = False
+    argv: list[str] = field(default_factory=lambda: ["gwq-align"] + sys.argv[1:])
+
+
+def to_cli(args: dict[str, Any]) -> list[str]:
+    """{"lora_rank": 8, "gradient_checkpointing": True} -> ["--lora_rank", "8", "--gradient_checkpointing", "true"]."""
+    out = []
+    for key, value in args.items():
+        if value is None:
+            continue
+        out.append(f"--{key}")
+        if isinstance(value, bool):
+            out.append("true" if value else "false")
+        elif isinstance(value, (list, tuple)):
+            out.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            import json
+            out.append(json.dumps(value))
+        else:
+            out.append(str(value))
+    return out
+
+
+def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optional[Path]]:
+    """Check every input and resolve the full ms-swift argument dict. No training, no network."""
+    if job.kind not in SWIFT_COMMAND:
+        raise UsageError(f"unknown kind {job.kind!r}")
+    if job.nproc_per_node < 1:
+        raise UsageError(f"--nproc-per-node must be >= 1, got {job.nproc_per_node}")
+    model = models.resolve(job.model)
+    files = data.resolve(job.kind, job.dataset, job.val_dataset)
+    dataset_files = data.check(job.kind, files)
+    args = recipes.resolve(job.kind, job.recipe, config=job.config, overrides=job.overrides)
+
+    from_sft_adapter = None
+    if job.from_sft is not None:
+        if job.kind != "dpo":
+            raise UsageError("--from-sft is for dpo only")
+        from_sft_adapter = runrecord.adapter_path(job.from_sft)
+        # Train the SFT adapter further; the frozen copy of it is the reference (an adapter on
+        # the same base weights, so no second model in memory).
+        args.setdefault("adapters", [str(from_sft_adapter)])
+        args.setdefault("ref_adapters", [str(from_sft_adapter)])
+
+    fixed = {
+        "output_dir": str(job.output_dir.resolve()),
+        "add_version": False,             # the run dir is the output dir: resume and records stay simple
+        "check_model": False,             # ms-swift would ask the hub whether a local model is "latest"
+        "dataset": [str(files.train)],
+        "include_num_input_tokens_seen": True,  # made "non_padding" in swift_entry
+    }
+    if files.val:
+        fixed.update(val_dataset=[str(files.val)], split_dataset_ratio=0.0)
+    else:
+        fixed.update(split_dataset_ratio=0.0)
+    if job.deepspeed:
+        fixed["deepspeed"] = job.deepspeed
+    args = {**model.swift_args(), **args, **fixed}
+    args.setdefault("report_to", "none")
+
+    latest = runrecord.checkpoints(job.output_dir)[-1] if job.resume and job.output_dir.exists() else None
+    if latest is not None:
+        args["resume_from_checkpoint"] = str(latest.resolve())
+    return args, dataset_files, model, latest
+
+
+def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
+    """(argv gwq runs, the equivalent plain `swift` command line for the record and the docs)."""
+    cli = to_cli(args)
+    sub = SWIFT_COMMAND[job.kind]
+    if job.nproc_per_node > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={job.nproc_per_node}",
+                  "-m", "gwq_align.swift_entry", sub]
+        plain = f"NPROC_PER_NODE={job.nproc_per_node} "
+    else:
+        launch = [sys.executable, "-m", "gwq_align.swift_entry", sub]
+        plain = ""
+    redacted = to_cli(runrecord.redact(args))
+    return launch + cli, plain + shlex.join(["swift", sub] + redacted)
+
+
+def child_env(model: models.ModelRef) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    if model.local:
+        # A local model must never wait on a hub; datasets are local files too.
+        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # Multi-GPU hosts here forbid NVLink multicast (it can take a shared host's GPUs down).
+    env.setdefault("NCCL_NVLS_ENABLE", "0")
+    return env
+
+
+def run(job: Job, echo=None) -> dict:
+    """Train; return the final run record. Raises GwqError (failed) or KeyboardInterrupt (Ctrl-C)."""
+    args, dataset_files, model, resumed = plan(job)
+    argv, swift_command = commands(job, args)
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "gwq_run_version": runrecord.VERSION, "kind": job.kind, "status": "running", "error": None,
+        "command": shlex.join(job.argv), "swift_command": swift_command, "recipe": job.recipe,
+        "base_model": str(model.path) if model.local else model.name, "adapter": None,
+        "from_sft": str(job.from_sft) if job.from_sft else None,
+        "resumed_from": str(resumed) if resumed else None,
+        "args": runrecord.redact(args), "dataset": {"files": dataset_files},
+        "versions": runrecord.versions(), "git_commit": runrecord.git_commit(), "hardware": runrecord.hardware(),
+        "started_at": runrecord.now(), "finished_at": None, "wall_s": None,
+        "tokens_seen": None, "tokens_per_s": None, "samples_per_s": None, "peak_memory_gib": None,
+        "metrics": {"final": {}, "best": {}},
+    }
+    runrecord.write(job.output_dir, record)
+    start = time.monotonic()
+    error = None
+    try:
+        code, tail = _stream(argv, child_env(model), job.output_dir / "train.log", echo, job.quiet)
+        if code != 0:
+            error = _error_line(tail, code, job.output_dir)
+    except KeyboardInterrupt:
+        error = "interrupted (Ctrl-C); run the same command again to resume from the last checkpoint"
+        raise
+    finally:
+        _finish(record, job, start, error)
+    if error:
+        raise GwqError(f"{job.kind} failed: {error} (record: {job.output_dir / runrecord.FILE})")
+    return record
+
+
+def _finish(record: dict, job: Job, start: float, error: Optional[str]) -> None:
+    rows = runrecord.log_rows(job.output_dir)
+    ckpts = runrecord.checkpoints(job.output_dir)
+    record.update(runrecord.throughput(rows, start_tokens=_tokens_at(record.get("resumed_from"))))
+    record.update(
+        status="failed" if error else "succeeded", error=error, finished_at=runrecord.now(),
+        wall_s=round(time.monotonic() - start, 2), metrics=runrecord.metrics(rows),
+        adapter=str(ckpts[-1].relative_to(job.output_dir)) if ckpts and not error else None,
+    )
+    if record["hardware"]["device"] == "cpu" and record["peak_memory_gib"] is None:
+        import resource
+        # Linux reports the largest child's peak RSS in KiB.
+        record["peak_memory_gib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2)
+    runrecord.write(job.output_dir, record)
+
+
+def _tokens_at(checkpoint: Optional[str]) -> int:
+    """Tokens already seen when this session resumed (so tokens/s counts this session only)."""
+    if not checkpoint:
+        return 0
+    import json
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return 0
+    return int(state.get("num_input_tokens_seen") or 0)
+
+
+def _stream(argv: list[str], env: dict, log_path: Path, echo, quiet: bool) -> tuple[int, list[str]]:
+    """Run argv, copy its output to log_path (and echo unless quiet); return (exit code, last lines)."""
+    tail: deque[str] = deque(maxlen=200)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {shlex.join(argv)}\n")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                text=True, errors="replace", bufsize=1, start_new_session=False)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                tail.append(line.rstrip("\n"))
+                if echo and not quiet:
+                    echo(line.rstrip("\n"))
+            return proc.wait(), list(tail)
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C reaches the child too when typed at a terminal; make sure it stops either way."""
+    for sig, wait in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _error_line(tail: list[str], code: int, run_dir: Path) -> str:
+    for line in reversed(tail):
+        m = ERROR_LINE.match(line.strip())
+        if m:
+            return f"{m.group(1)}: {m.group(2)}"[:500]
+    return f"ms-swift exited with code {code}; see {run_dir / 'train.log'}"
