@@ -105,40 +105,89 @@ class DedupeResult:
 
 # --- normalisation ---------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def _translate_table() -> dict[int, int | None]:
-    """One str.translate table: traditional→simplified per character, and deletion
-    of whitespace, punctuation and control/format characters.
+def _dropped(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in "PZ" or cat in ("Cc", "Cf", "Cs")
 
-    Built once from opencc-python-reimplemented's TSCharacters dictionary (first
-    candidate of one-to-many entries), because calling OpenCC per text is far too
-    slow for 100k dialogues and phrase-level conversion barely matters for dedupe.
+
+@lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Per-character normalisation, built once (~0.4 s): a code point → code point
+    lookup array (0 = delete), and, for the ~1,100 characters that become several
+    (ß → ss, ﬁ → fi), a flag array and a str.translate table.
+
+    Each character goes NFKC → casefold → traditional→simplified → deleted if it
+    is whitespace, punctuation or a control/format character. The traditional→
+    simplified step is opencc-python-reimplemented's TSCharacters dictionary (first
+    candidate of one-to-many entries): calling OpenCC, or even str.translate with a
+    dict, per text costs ~100 µs for 400 characters; a numpy lookup costs ~1 µs.
     """
     from importlib import resources
 
-    table: dict[int, int | None] = {}
+    t2s = {}
     text = resources.files("opencc").joinpath("dictionary/TSCharacters.txt").read_text("utf-8")
     for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 2:
-            src, dst = parts[0], parts[1].split(" ")[0]
-            if len(src) == 1 and len(dst) == 1 and src != dst:
-                table[ord(src)] = ord(dst)
+        src, _, dst = line.partition("\t")
+        dst = dst.split(" ")[0]
+        if len(src) == 1 and len(dst) == 1:
+            t2s[src] = dst
+    lut = np.arange(0x110000, dtype=np.uint32)
+    expands = np.zeros(0x110000, dtype=bool)
+    expansion: dict[int, str] = {}
     for cp in range(0x110000):
-        cat = unicodedata.category(chr(cp))
-        if cat[0] in "PZ" or cat in ("Cc", "Cf"):
-            table[cp] = None
-    return table
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat in ("Cn", "Co"):  # unassigned / private use: left as is
+            continue
+        out = ch if cat == "Cs" else unicodedata.normalize("NFKC", ch).casefold()
+        if out == ch and ch not in t2s and not _dropped(ch):
+            continue
+        out = "".join(t2s.get(c, c) for c in out if not _dropped(c))
+        if len(out) == 1:
+            lut[cp] = ord(out)
+        elif not out:
+            lut[cp] = 0
+        else:
+            expands[cp] = True
+            expansion[cp] = out
+    return lut, expands, expansion
+
+
+def _codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All texts' code points in one uint32 array, and each text's start (len(texts) + 1 offsets)."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    # surrogatepass: JSON may carry lone surrogates ("\\ud800"); they are deleted below.
+    cps = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return cps, np.concatenate([[0], np.cumsum(lengths)])
+
+
+def _normalise(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`normalize` for a batch, as code points + offsets (see `_codepoints`)."""
+    lut, expands, expansion = _tables()
+    cps, offsets = _codepoints(texts)
+    hits = np.flatnonzero(expands[cps])
+    if len(hits):  # rare: expand those texts with str.translate first
+        texts = list(texts)
+        for i in np.unique(np.searchsorted(offsets, hits, side="right") - 1):
+            texts[i] = texts[i].translate(expansion)
+        cps, offsets = _codepoints(texts)
+    cps = lut[cps]
+    keep = cps != 0
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    return cps[keep], kept_before[offsets]
 
 
 def normalize(text: str) -> str:
-    """The form texts are compared in: NFKC (full-width → half-width), casefold,
-    traditional → simplified (character table), no whitespace/punctuation.
+    """The form texts are compared in, character by character: NFKC (full-width →
+    half-width), casefold, traditional → simplified, and no whitespace, punctuation
+    or control characters. (Being per character, it does not compose combining
+    accents; Chinese text has none.)
 
     >>> normalize("我聽說， Hello  World！")
     '我听说helloworld'
     """
-    return unicodedata.normalize("NFKC", text).casefold().translate(_translate_table())
+    cps, _ = _normalise([text])
+    return cps.tobytes().decode("utf-32-le")
 
 
 def record_text(record: dict) -> str:
@@ -190,38 +239,41 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _ngram_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """FNV-1a hashes of every n-gram of every text, concatenated, and each
-    text's start offset into them (len(texts) + 1 offsets)."""
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    padded = np.concatenate([cps, np.zeros(ngram, dtype=np.uint32)])
+def _ngram_hashes(cps: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """FNV-1a hashes of every n-gram of every text (code points + offsets as from
+    `_codepoints`), concatenated, and each text's start offset into them."""
     total = len(cps)
+    padded = np.concatenate([cps, np.zeros(ngram, dtype=np.uint32)])
     h = np.full(total, FNV_OFFSET, dtype=np.uint32)
     prime = np.uint32(FNV_PRIME)
     for k in range(ngram):
         h ^= padded[k:k + total]
         h *= prime
-    # Keep windows that lie inside one text; a text shorter than n keeps its
-    # first window, hashed over its own length only (fixed below).
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    counts = np.where(lengths >= ngram, lengths - ngram + 1, np.minimum(lengths, 1))
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    idx = np.repeat(starts[:-1] - offsets[:-1], counts) + np.arange(offsets[-1])
-    hashes = h[idx]
-    for i in np.flatnonzero((lengths > 0) & (lengths < ngram)):
-        hashes[offsets[i]] = shingle_hash(texts[i])
-    return hashes, offsets
+    # A window is valid when it ends inside its text: mark the last n-1 starts of
+    # each text invalid (for texts shorter than n this reaches back only into
+    # the previous text's invalid tail, never into its valid windows).
+    lengths = np.diff(offsets)
+    invalid = np.zeros(total + ngram, dtype=bool)
+    ends = offsets[1:]
+    for k in range(1, ngram):
+        invalid[np.maximum(ends - k, 0)] = True
+    invalid[total:] = False
+    hashes = h[~invalid[:total]]
+    counts = np.maximum(lengths - ngram + 1, 0)
+    short = np.flatnonzero((lengths > 0) & (lengths < ngram))
+    if len(short):  # a text shorter than n is one shingle: itself
+        at = np.concatenate([[0], np.cumsum(counts)])[short]
+        words = [cps[offsets[i]:offsets[i + 1]].tobytes().decode("utf-32-le") for i in short]
+        hashes = np.insert(hashes, at, [shingle_hash(w) for w in words])
+        counts[short] = 1
+    return hashes, np.concatenate([[0], np.cumsum(counts)])
 
 
-def signatures(normalised: Sequence[str], num_perm: int = 128, ngram: int = 5, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (len(texts) × num_perm, uint32) of normalised texts,
-    equal to datasketch's ``MinHash(num_perm, seed, hashfunc=shingle_hash)``
-    updated with `shingles(text, ngram)`. An empty text gets all-empty slots."""
+def _signatures(cps: np.ndarray, offsets: np.ndarray, num_perm: int, ngram: int, seed: int) -> np.ndarray:
     a, b = _permutations(num_perm, seed)
-    hashes, offsets = _ngram_hashes(normalised, ngram)
+    hashes, offsets = _ngram_hashes(cps, offsets, ngram)
     hashes = _fmix32(hashes)
-    out = np.full((len(normalised), num_perm), _EMPTY, dtype=np.uint32)
+    out = np.full((len(offsets) - 1, num_perm), _EMPTY, dtype=np.uint32)
     nonempty = np.flatnonzero(np.diff(offsets) > 0)
     # Small groups of texts at a time keep the (num_perm × n-grams) block in cache.
     step = 16
@@ -234,13 +286,21 @@ def signatures(normalised: Sequence[str], num_perm: int = 128, ngram: int = 5, s
     return out
 
 
+def signatures(normalised: Sequence[str], num_perm: int = 128, ngram: int = 5, seed: int = 1) -> np.ndarray:
+    """MinHash signatures (len(texts) × num_perm, uint32) of normalised texts,
+    equal to datasketch's ``MinHash(num_perm, seed, hashfunc=shingle_hash)``
+    updated with `shingles(text, ngram)`. An empty text gets all-empty slots."""
+    cps, offsets = _codepoints(normalised)
+    return _signatures(cps, offsets, num_perm, ngram, seed)
+
+
 def _hash_batch(args: tuple) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """Worker task: normalise a batch, digest it for the exact pass, sign it for the near pass."""
     texts, num_perm, ngram, seed = args
-    norm = [normalize(t) for t in texts]
-    digests = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in norm]
-    empty = np.fromiter((not t for t in norm), dtype=bool, count=len(norm))
-    return digests, signatures(norm, num_perm, ngram, seed), empty
+    cps, offsets = _normalise(texts)
+    raw = memoryview(cps.tobytes())
+    digests = [hashlib.blake2b(raw[4 * s:4 * e], digest_size=16).digest() for s, e in zip(offsets[:-1], offsets[1:])]
+    return digests, _signatures(cps, offsets, num_perm, ngram, seed), np.diff(offsets) == 0
 
 
 def _hash_all(texts: Sequence[str], cfg: DedupeConfig,
@@ -248,7 +308,7 @@ def _hash_all(texts: Sequence[str], cfg: DedupeConfig,
     tasks = ((texts[i:i + cfg.batch_size], cfg.num_perm, cfg.ngram, cfg.seed)
              for i in range(0, len(texts), cfg.batch_size))
     workers = min(cfg.workers or os.cpu_count() or 1, -(-len(texts) // cfg.batch_size))
-    _translate_table(), _permutations(cfg.num_perm, cfg.seed)  # built once, inherited by forked workers
+    _tables(), _permutations(cfg.num_perm, cfg.seed)  # built once, inherited by forked workers
     if workers <= 1:
         results = map(_hash_batch, tasks)
         for out in results:

@@ -53,7 +53,7 @@ def _alphabets() -> tuple[str, dict[str, str]]:
 
 
 def _run(rng: random.Random, chars: str, n: int) -> str:
-    return "".join(rng.choice(chars) for _ in range(n))
+    return "".join(rng.choices(chars, k=n))
 
 
 def dialogue(rng: random.Random, length: int = 400) -> tuple[str, str]:
