@@ -14,6 +14,7 @@ own logged metrics, a Chinese-language body.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +28,8 @@ HYPERPARAMETERS = ("tuner_type", "lora_rank", "lora_alpha", "lora_dropout", "tar
                    "lr_scheduler_type", "warmup_ratio", "weight_decay", "num_train_epochs", "max_steps",
                    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "torch_dtype",
                    "rlhf_type", "beta", "loss_type", "rpo_alpha", "template", "seed")
+# Logged numbers that describe the machine or the schedule, not the model.
+NOT_RESULTS = re.compile(r"runtime|per_second|speed|learning_rate|grad_norm|num_input_tokens|memory|^epoch$")
 COMPARE_REPORTS = ("compare.md", "compare/report.md", "compare/compare.md")
 # What ModelScope (and ms-swift's own push) expects at the repo root of a text-generation model.
 CONFIGURATION = {"framework": "pytorch", "task": "text-generation", "allow_remote": True}
@@ -93,7 +96,7 @@ def model_card(record: dict, *, repo: str, merged: bool, base_model: str, datase
              f"{base_model} aligned by {kind.upper()} to answer in 古文翻译腔, the mock 'translated classical "
              f"Chinese' tone (我听说…；难道…不是…吗？；方圆十里的…没有不…；嗟乎！), keeping each reply's meaning. "
              f"This repo holds {what}. Trained with gwq `gwq-align {kind}` on ms-swift.\n",
-             _usage(repo, base_model, merged), _training(record, dataset), _hyperparameters(record.get("args") or {}),
+             _usage(repo, base_model, merged), _training(record, dataset, base_model), _hyperparameters(record.get("args") or {}),
              _metrics(record), _compare(compare), _environment(record)]
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 
@@ -108,8 +111,11 @@ def _usage(repo: str, base_model: str, merged: bool) -> str:
             f"swift infer --model {base_model} --adapters {repo} --stream true\n```\n")
 
 
-def _training(record: dict, dataset: Optional[str]) -> str:
+def _training(record: dict, dataset: Optional[str], base_model: str) -> str:
     lines = ["## Training\n"]
+    trained_from = str(record.get("base_model") or "")
+    if trained_from and trained_from != base_model:
+        lines.append(f"Base model: {base_model} (the commands below name the local copy it was trained from).\n")
     if dataset:
         lines.append(f"Dataset: [{dataset}](https://modelscope.cn/datasets/{dataset}).\n")
     files = (record.get("dataset") or {}).get("files") or []
@@ -135,7 +141,7 @@ def _hyperparameters(args: dict) -> str:
 def _metrics(record: dict) -> str:
     metrics = record.get("metrics") or {}
     final, best = metrics.get("final") or {}, metrics.get("best") or {}
-    keys = list(dict.fromkeys([*final, *best]))
+    keys = [k for k in dict.fromkeys([*final, *best]) if not NOT_RESULTS.search(k)]
     out = ["## Results\n"]
     if keys:
         out.append(_table(("metric", "final", "best"), [(k, _fmt(final.get(k, "")), _fmt(best.get(k, ""))) for k in keys]))

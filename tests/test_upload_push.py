@@ -36,6 +36,8 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
     # Training leftovers that must never be uploaded (ms-swift's args.json can carry a hub token).
     (ckpt / "optimizer.pt").write_bytes(b"\0" * 1024)
     (ckpt / "args.json").write_text(json.dumps({"hub_token": TOKEN}))
+    (ckpt / "additional_config.json").write_text(json.dumps({"lora_dtype": None, "lorap_lr_ratio": None}))
+    (ckpt / "trainer_state.json").write_text("{}")
     (run / "compare.md").write_text("# Compare\n\n| model | tone | meaning |\n|---|---|---|\n| base | 0.05 | 1.00 |\n"
                                     "| sft | 0.81 | 0.93 |\n\nMore text.\n", encoding="utf-8")
     record = {
@@ -54,7 +56,8 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
                                                           "cpu_count": 2},
         "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:30+00:00", "wall_s": 30.2,
         "tokens_seen": 4096, "tokens_per_s": 135.6, "peak_memory_gib": 1.2,
-        "metrics": {"final": {"loss": 11.2, "eval_loss": 11.9}, "best": {"eval_loss": 11.9}},
+        "metrics": {"final": {"loss": 11.2, "grad_norm": 0.34, "eval_loss": 11.9, "eval_runtime": 0.37, "step": 2},
+                    "best": {"eval_loss": 11.9, "step": 2}},
     }
     (run / "gwq_run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     return run
@@ -88,7 +91,8 @@ def test_push_adapter_with_card_and_configuration(hub, run_dir, isolated_home):
     assert repo.private
     files = hub.state.files("models", "alice/guwen-lora")
     ckpt = run_dir / "checkpoint-2"
-    assert set(files) == {"adapter_model.safetensors", "adapter_config.json", "configuration.json", "README.md"}
+    assert set(files) == {"adapter_model.safetensors", "adapter_config.json", "additional_config.json",
+                          "configuration.json", "README.md"}
     assert files["adapter_model.safetensors"] == (ckpt / "adapter_model.safetensors").read_bytes()
     config = json.loads(files["adapter_config.json"])
     assert config["base_model_name_or_path"] == "Qwen/Qwen2.5-0.5B-Instruct"
@@ -154,8 +158,8 @@ def test_dry_run_and_bad_run_dirs(hub, run_dir, tmp_path):
     res = push(hub, run_dir, "--repo", "alice/guwen-lora", "--dry-run", "--staging", staging, token=None)
     assert res.returncode == 0, res.stderr
     assert hub.state.log == []
-    assert sorted(p.name for p in staging.iterdir()) == ["README.md", "adapter_config.json",
-                                                         "adapter_model.safetensors", "configuration.json"]
+    assert sorted(p.name for p in staging.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors",
+                                                         "additional_config.json", "configuration.json"]
     assert "base_model:" in res.stdout
 
     res = push(hub, tmp_path, "--repo", "alice/x")
