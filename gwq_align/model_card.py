@@ -30,6 +30,8 @@ HYPERPARAMETERS = ("tuner_type", "lora_rank", "lora_alpha", "lora_dropout", "tar
                    "rlhf_type", "beta", "loss_type", "rpo_alpha", "template", "seed")
 # Logged numbers that describe the machine or the schedule, not the model.
 NOT_RESULTS = re.compile(r"runtime|per_second|speed|learning_rate|grad_norm|num_input_tokens|memory|^epoch$")
+# A secret passed on a training command line must not reach a public card.
+SECRET_FLAG = re.compile(r"(--[\w-]*(?:token|key|secret|password)[\w-]*)(=|\s+)(\S+)", re.I)
 COMPARE_REPORTS = ("compare.md", "compare/report.md", "compare/compare.md")
 # What ModelScope (and ms-swift's own push) expects at the repo root of a text-generation model.
 CONFIGURATION = {"framework": "pytorch", "task": "text-generation", "allow_remote": True}
@@ -125,9 +127,9 @@ def _training(record: dict, dataset: Optional[str], base_model: str) -> str:
                               f"`{str(f.get('sha256', ''))[:12]}`") for f in files]))
     if record.get("from_sft"):
         lines.append(f"DPO started from the SFT run `{Path(str(record['from_sft'])).name}`.\n")
-    lines.append("The exact gwq command:\n\n```bash\n" + str(record.get("command", "")) + "\n```\n")
+    lines.append("The exact gwq command:\n\n```bash\n" + _redact(record.get("command", "")) + "\n```\n")
     if record.get("swift_command"):
-        lines.append("The equivalent ms-swift command:\n\n```bash\n" + str(record["swift_command"]) + "\n```\n")
+        lines.append("The equivalent ms-swift command:\n\n```bash\n" + _redact(record["swift_command"]) + "\n```\n")
     return "\n".join(lines)
 
 
@@ -168,6 +170,11 @@ def _environment(record: dict) -> str:
     pkgs = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     commit = f", gwq commit `{str(record['git_commit'])[:12]}`" if record.get("git_commit") else ""
     return f"## Environment\n\nTrained on {device} ({hw.get('cpu_count', '?')} CPU cores) with {pkgs}{commit}.\n"
+
+
+def _redact(command) -> str:
+    """`--hub_token ms-abc` → `--hub_token ***`."""
+    return SECRET_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}***", str(command))
 
 
 def _fmt(value) -> str:

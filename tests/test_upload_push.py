@@ -44,7 +44,7 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
         "gwq_run_version": 1, "kind": "sft", "status": "succeeded", "error": None,
         "command": f"gwq-align sft --model {tiny_model} --dataset out/prepared --output-dir {run} --recipe cpu-tiny",
         "swift_command": f"swift sft --model {tiny_model} --model_type qwen2 --template qwen2_5 --tuner_type lora "
-                         f"--dataset out/prepared/sft/train.jsonl --learning_rate 0.0001",
+                         f"--dataset out/prepared/sft/train.jsonl --learning_rate 0.0001 --hub_token {TOKEN}",
         "recipe": "cpu-tiny", "base_model": str(tiny_model), "adapter": "checkpoint-2", "from_sft": None,
         "args": {"tuner_type": "lora", "lora_rank": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"],
                  "learning_rate": 1e-4, "num_train_epochs": 1, "max_steps": 2, "per_device_train_batch_size": 1,
