@@ -269,18 +269,30 @@ def _ngram_hashes(cps: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.
     return hashes, np.concatenate([[0], np.cumsum(counts)])
 
 
-def _signatures(cps: np.ndarray, offsets: np.ndarray, num_perm: int, ngram: int, seed: int) -> np.ndarray:
+def _signatures(cps: np.ndarray, offsets: np.ndarray, num_perm: int, ngram: int, seed: int,
+                block_cols: int = 8000) -> np.ndarray:
     a, b = _permutations(num_perm, seed)
     hashes, offsets = _ngram_hashes(cps, offsets, ngram)
     hashes = _fmix32(hashes)
-    out = np.full((len(offsets) - 1, num_perm), _EMPTY, dtype=np.uint32)
-    nonempty = np.flatnonzero(np.diff(offsets) > 0)
-    # Small groups of texts at a time keep the (num_perm × n-grams) block in cache.
-    step = 16
-    for j in range(0, len(nonempty), step):
-        docs = nonempty[j:j + step]
-        lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
-        block = np.multiply(a, hashes[lo:hi])
+    n = len(offsets) - 1
+    out = np.full((n, num_perm), _EMPTY, dtype=np.uint32)
+    # Whole texts at a time, about `block_cols` n-grams per block, through one
+    # reused buffer: a fresh multi-MB array per block costs its page faults
+    # every time, and tiny blocks cost numpy's per-call overhead.
+    buf = np.empty(num_perm * block_cols, dtype=np.uint32)
+    first = 0
+    while first < n:
+        lo = offsets[first]
+        last = max(int(np.searchsorted(offsets, lo + block_cols, side="right")) - 1, first + 1)
+        docs = np.arange(first, last)
+        docs = docs[offsets[docs + 1] > offsets[docs]]  # empty texts keep the empty signature
+        first = last
+        if not len(docs):
+            continue
+        hi = offsets[last]
+        width = hi - lo
+        block = np.multiply(a, hashes[lo:hi]) if width > block_cols else \
+            np.multiply(a, hashes[lo:hi], out=buf[:num_perm * width].reshape(num_perm, width))
         block += b
         out[docs] = np.minimum.reduceat(block, offsets[docs] - lo, axis=1).T
     return out
@@ -299,7 +311,8 @@ def _hash_batch(args: tuple) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     texts, num_perm, ngram, seed = args
     cps, offsets = _normalise(texts)
     raw = memoryview(cps.tobytes())
-    digests = [hashlib.blake2b(raw[4 * s:4 * e], digest_size=16).digest() for s, e in zip(offsets[:-1], offsets[1:])]
+    bounds = (4 * offsets).tolist()
+    digests = [hashlib.blake2b(raw[s:e], digest_size=16).digest() for s, e in zip(bounds[:-1], bounds[1:])]
     return digests, _signatures(cps, offsets, num_perm, ngram, seed), np.diff(offsets) == 0
 
 
@@ -343,13 +356,21 @@ def _band_candidates(sigs: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarr
     return shared
 
 
+@lru_cache(maxsize=16)
+def _lsh_params(threshold: float, num_perm: int, miss_weight: float) -> tuple[int, int]:
+    """datasketch's own (bands, rows) choice, cached: it integrates with scipy (~0.1 s)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 1.0 - miss_weight, miss_weight)
+
+
 def _near_pass(rows: np.ndarray, sigs: np.ndarray, cfg: DedupeConfig) -> dict[int, tuple[int, float]]:
     """For each row of `sigs` that is a near-duplicate of an earlier kept row:
     row → (that kept row, estimated Jaccard). `rows` maps sig rows to input indices."""
     from datasketch import LeanMinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm,
-                     weights=(1.0 - cfg.miss_weight, cfg.miss_weight))
+                     params=_lsh_params(cfg.threshold, cfg.num_perm, cfg.miss_weight))
     near: dict[int, tuple[int, float]] = {}
     for r in np.flatnonzero(_band_candidates(sigs, lsh.hashranges)):
         sketch = LeanMinHash(seed=cfg.seed, hashvalues=sigs[r], scheme="affine32")
