@@ -76,7 +76,8 @@ def headline_table(report: Path) -> str:
 
 
 def model_card(record: dict, *, repo: str, merged: bool, base_model: str, dataset: Optional[str] = None,
-               compare: Optional[Path] = None, license: str = "apache-2.0") -> str:
+               compare: Optional[Path] = None, license: str = "apache-2.0",
+               site: str = "https://modelscope.cn") -> str:
     kind = record.get("kind", "sft")
     meta = {
         "license": license,
@@ -98,8 +99,8 @@ def model_card(record: dict, *, repo: str, merged: bool, base_model: str, datase
              f"{base_model} aligned by {kind.upper()} to answer in 古文翻译腔, the mock 'translated classical "
              f"Chinese' tone (我听说…；难道…不是…吗？；方圆十里的…没有不…；嗟乎！), keeping each reply's meaning. "
              f"This repo holds {what}. Trained with gwq `gwq-align {kind}` on ms-swift.\n",
-             _usage(repo, base_model, merged), _training(record, dataset, base_model), _hyperparameters(record.get("args") or {}),
-             _metrics(record), _compare(compare), _environment(record)]
+             _usage(repo, base_model, merged), _training(record, dataset, base_model, site),
+             _hyperparameters(record.get("args") or {}), _metrics(record), _compare(compare), _environment(record)]
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 
 
@@ -113,13 +114,13 @@ def _usage(repo: str, base_model: str, merged: bool) -> str:
             f"swift infer --model {base_model} --adapters {repo} --stream true\n```\n")
 
 
-def _training(record: dict, dataset: Optional[str], base_model: str) -> str:
+def _training(record: dict, dataset: Optional[str], base_model: str, site: str) -> str:
     lines = ["## Training\n"]
     trained_from = str(record.get("base_model") or "")
     if trained_from and trained_from != base_model:
         lines.append(f"Base model: {base_model} (the commands below name the local copy it was trained from).\n")
     if dataset:
-        lines.append(f"Dataset: [{dataset}](https://modelscope.cn/datasets/{dataset}).\n")
+        lines.append(f"Dataset: [{dataset}]({site}/datasets/{dataset}).\n")
     files = (record.get("dataset") or {}).get("files") or []
     if files:
         lines.append(_table(("file", "split", "rows", "sha256"),

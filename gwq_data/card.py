@@ -65,7 +65,10 @@ def front_matter(stats: dict, files: dict, *, repo: str, license: str) -> dict:
         data_files = [{"split": split, "path": f"{sub}/{name}"}
                       for split, name in SPLIT_FILES.items() if f"{sub}/{name}" in files]
         if data_files:
-            configs.append({"config_name": config, "data_files": data_files, **({"default": True} if config == "default" else {})})
+            entry = {"config_name": config, "data_files": data_files}
+            if config == "default":
+                entry["default"] = True
+            configs.append(entry)
     return {
         "license": license,
         "language": ["zh"],

@@ -18,7 +18,8 @@ def main(
     private: bool = typer.Option(False, "--private", help="Create the repo private; refuse to upload into a public one."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write what would be uploaded to a staging folder; send nothing."),
     staging: Optional[Path] = typer.Option(None, "--staging", help="Staging folder for --dry-run (default: a new temp folder)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="ModelScope dataset OWNER/NAME the run trained on, linked from the card."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="ModelScope dataset OWNER/NAME the run trained on, "
+                                          "linked from the card."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id of the base model for the card and "
                                              "adapter_config.json (default: the run's base_model)."),
     base_path: Optional[str] = typer.Option(None, "--base-path", help="Local copy of the base model for --merge "
@@ -66,7 +67,8 @@ def main(
             files = dict(push.adapter_files(run_dir, record, base_model=base))
         files["configuration.json"] = configuration()
         files["README.md"] = model_card(record, repo=repo, merged=merge, base_model=base, dataset=dataset,
-                                        compare=compare or find_compare_report(run_dir), license=license)
+                                        compare=compare or find_compare_report(run_dir), license=license,
+                                        site=hub.endpoint())
         upload = hub.Upload(repo=repo, repo_type="model", files=files, private=private, license=license,
                             commit_message=f"gwq-align push {run_dir.name}{' (merged)' if merge else ''}",
                             token_env=token_env)
