@@ -45,6 +45,7 @@ class Prompt:
     task: str
     repair: str
     examples: list = field(default_factory=list)
+    _rendered: list | None = field(default=None, repr=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -53,14 +54,23 @@ class Prompt:
     # ----- rewrite mode
     def rewrite_messages(self, record: dict) -> list[dict]:
         """The chat for restyling every assistant reply of one canonical record."""
-        msgs = [{"role": "system", "content": self.system}]
-        for ex in self.examples:
-            plain = [{k: v for k, v in m.items() if k != "styled"} for m in ex["messages"]]
-            styled = [m["styled"] for m in ex["messages"] if m["role"] == "assistant"]
-            msgs.append({"role": "user", "content": self.rewrite_task(plain)})
-            msgs.append({"role": "assistant", "content": _answer({"replies": styled})})
-        msgs.append({"role": "user", "content": self.rewrite_task(record["messages"])})
-        return msgs
+        return self._prefix() + [{"role": "user", "content": self.rewrite_task(record["messages"])}]
+
+    def _prefix(self) -> list[dict]:
+        """System and few-shot messages, rendered once: they are the same for every row (do not mutate)."""
+        if self._rendered is None:
+            msgs = [{"role": "system", "content": self.system}]
+            for ex in self.examples:
+                if self.mode == "rewrite":
+                    plain = [{k: v for k, v in m.items() if k != "styled"} for m in ex["messages"]]
+                    styled = [m["styled"] for m in ex["messages"] if m["role"] == "assistant"]
+                    msgs.append({"role": "user", "content": self.rewrite_task(plain)})
+                    msgs.append({"role": "assistant", "content": _answer({"replies": styled})})
+                else:
+                    msgs.append({"role": "user", "content": self.synthesize_task(ex["topic"], len(ex["turns"]), 1)})
+                    msgs.append({"role": "assistant", "content": _answer({"turns": ex["turns"]})})
+            self._rendered = msgs
+        return self._rendered
 
     def rewrite_task(self, messages: list[dict]) -> str:
         shown, n = [], 0
@@ -75,12 +85,7 @@ class Prompt:
 
     # ----- synthesize mode
     def synthesize_messages(self, topic: str, turns: int, index: int) -> list[dict]:
-        msgs = [{"role": "system", "content": self.system}]
-        for ex in self.examples:
-            msgs.append({"role": "user", "content": self.synthesize_task(ex["topic"], len(ex["turns"]), 1)})
-            msgs.append({"role": "assistant", "content": _answer({"turns": ex["turns"]})})
-        msgs.append({"role": "user", "content": self.synthesize_task(topic, turns, index)})
-        return msgs
+        return self._prefix() + [{"role": "user", "content": self.synthesize_task(topic, turns, index)}]
 
     def synthesize_task(self, topic: str, turns: int, index: int) -> str:
         return Template(self.task).safe_substitute(topic=topic, turns=turns, index=index)
