@@ -51,7 +51,7 @@ class Hub:
         self.orgs: dict[str, set[str]] = {}  # organisation -> members who may write to it
         self.repos: dict[tuple[str, str], Repo] = {}
         self.blobs: dict[str, bytes] = {}
-        self.log: list[dict] = []  # {"method", "path", "status"}
+        self.log: list[dict] = []  # {"method", "path", "status", "bytes" (request body)}
         self.drop_puts = 0
         self.lock = threading.Lock()
 
@@ -96,7 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.hub.log.append({"method": self.command, "path": self.path, "status": status})
+        self.hub.log.append({"method": self.command, "path": self.path, "status": status,
+                             "bytes": int(self.headers.get("Content-Length") or 0)})
 
     def _legacy_ok(self, data):
         self._send(200, {"Code": 200, "Success": True, "Message": "success", "Data": data})
@@ -153,7 +154,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.hub.drop_puts -= 1
         if drop:
             self.rfile.read(size // 2)
-            self.hub.log.append({"method": "PUT", "path": self.path, "status": "dropped"})
+            self.hub.log.append({"method": "PUT", "path": self.path, "status": "dropped", "bytes": size // 2})
             self.close_connection = True
             return
         if self._unauthorized():
