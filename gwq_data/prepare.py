@@ -75,13 +75,20 @@ def split_value(record: dict, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_val(records: list[dict], val_ratio: float, seed: int) -> list[bool]:
-    """True for each record that goes to val. With val_ratio > 0 and at least two records, val is
-    never empty: if no hash falls under the ratio, the record with the smallest one goes there."""
+def assign_val(records: list[dict], val_ratio: float, seed: int, *, has_pair: list[bool] | None = None) -> list[bool]:
+    """True for each record that goes to val.
+
+    With val_ratio > 0 and at least two records, val is never empty: if no hash falls under the
+    ratio, the record with the smallest one goes there. Likewise for the records `has_pair` marks
+    (those that make DPO pairs), so dpo/val.jsonl is not empty either.
+    """
     values = [split_value(r, seed) for r in records]
     is_val = [v < val_ratio for v in values]
-    if val_ratio > 0 and len(records) >= 2 and not any(is_val):
-        is_val[min(range(len(values)), key=values.__getitem__)] = True
+    if val_ratio > 0:
+        for eligible in ([True] * len(records), has_pair or []):
+            candidates = [i for i, ok in enumerate(eligible) if ok]
+            if len(candidates) >= 2 and not any(is_val[i] for i in candidates):
+                is_val[min(candidates, key=values.__getitem__)] = True
     return is_val
 
 
@@ -139,12 +146,12 @@ def prepare(paths: list[Path], cfg: PrepareConfig = PrepareConfig(),
 
     files = {name: [] for name in ("sft/train.jsonl", "sft/val.jsonl", "dpo/train.jsonl", "dpo/val.jsonl",
                                    "llamafactory/dpo_train.jsonl", "llamafactory/dpo_val.jsonl")}
-    no_original = 0
-    for record, is_val in zip(records, assign_val(records, cfg.val_ratio, cfg.seed)):
-        split = "val" if is_val else "train"
+    record_pairs = [dpo_pairs(r, cfg.pairs) for r in records]
+    no_original = sum(not pairs for pairs in record_pairs)
+    is_val = assign_val(records, cfg.val_ratio, cfg.seed, has_pair=[bool(p) for p in record_pairs])
+    for record, pairs, to_val in zip(records, record_pairs, is_val):
+        split = "val" if to_val else "train"
         files[f"sft/{split}.jsonl"].append(swift_sft(record))
-        pairs = dpo_pairs(record, cfg.pairs)
-        no_original += not pairs
         files[f"dpo/{split}.jsonl"] += [swift_dpo(p) for p in pairs]
         files[f"llamafactory/dpo_{split}.jsonl"] += [llamafactory_dpo(p) for p in pairs]
     files["rejects.jsonl"] = rejects

@@ -90,6 +90,9 @@ def test_val_is_never_empty_when_asked_for():
     records = [{"messages": [{"role": "user", "content": str(i)}, {"role": "assistant", "content": "x"}]} for i in range(3)]
     assert sum(assign_val(records, 0.001, seed=42)) == 1
     assert sum(assign_val(records, 0.0, seed=42)) == 0
+    # Only records 1 and 2 make DPO pairs: one of them must be in val too, whatever the hashes say.
+    is_val = assign_val(records, 0.001, seed=42, has_pair=[False, True, True])
+    assert is_val[1] != is_val[2] and sum(is_val) in (1, 2)
 
 
 def test_bad_input_lines_land_in_rejects(tmp_path):
@@ -130,7 +133,7 @@ def test_sample_dataset_end_to_end(tmp_path):
     c = stats["counts"]
     assert c["input_rows"] == len(lines) and c["rejected"] == 0, stats["rejects_by_reason"]
     assert c["kept"] == c["valid"] - c["duplicates_exact"] - c["duplicates_near"]
-    assert c["sft_train"] + c["sft_val"] == c["kept"] and c["sft_val"] >= 1
+    assert c["sft_train"] + c["sft_val"] == c["kept"] and c["sft_val"] >= 1 and c["dpo_val"] >= 1
     assert c["dpo_train"] + c["dpo_val"] + c["dpo_skipped_no_original"] == c["kept"]  # --pairs last: one pair each
     assert all(r["rejected_response"] for r in rows(out / "dpo/train.jsonl"))
     assert stats["tone"]["mean"] > 0.3  # the sample is written in the tone
