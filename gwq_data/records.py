@@ -140,6 +140,9 @@ def to_canonical(data: Any) -> dict:
         for key in ("id", "meta"):
             if key in data:
                 record[key] = data[key]
+    # Many datasets number their rows; an integer id is still an id, not a reason to drop the dialogue.
+    if isinstance(record.get("id"), int) and not isinstance(record["id"], bool):
+        record["id"] = str(record["id"])
     problem = schema_problem(record)
     if problem:
         raise problem

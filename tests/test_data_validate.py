@@ -78,6 +78,11 @@ def test_the_three_input_formats_become_the_same_record():
     assert to_canonical(qr) == {"messages": messages[:-1] + [{"role": "assistant", "content": "a"}]}
 
 
+def test_integer_ids_are_kept_as_strings():
+    assert to_canonical({"id": 7, **GOOD[0]})["id"] == "7"
+    assert to_canonical({"id": 7, "query": "q", "response": "a"})["id"] == "7"
+
+
 @pytest.mark.parametrize("messages,reason", [
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "original": "a"}], "original_same"),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "original": " "}], "original_empty"),
