@@ -2,6 +2,7 @@
 on 127.0.0.1 (tests/llm_server.py) that injects 429s, 500s, hangs, cut-off and non-JSON bodies."""
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -59,6 +60,11 @@ def read(path):
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()] if path.exists() else []
 
 
+def cell(table: str, label: str) -> str:
+    """The value beside `label` in a printed summary table."""
+    return re.search(rf"{re.escape(label)}\s*│\s*([^│]*?)\s*│", table).group(1)
+
+
 def line_of(key: str) -> int:
     return int(key.rsplit(":", 1)[1].split("#")[0])
 
@@ -114,7 +120,8 @@ def test_faults_retries_every_row_exactly_once_and_the_key_never_leaks(tmp_path,
         assert (meta["generator"], meta["prompt"], meta["prompt_hash"]) == ("fake-model", "translation_tone", p.hash)
         assert meta["params"] == {"temperature": 0.7, "seed": None} and meta["usage"]["prompt_tokens"] > 0
         assert meta["created_at"].endswith("Z")
-    assert "rejected" in result.stdout and "low_tone" in result.stdout and "HTTP errors retried" in result.stdout
+    assert cell(result.stdout, "rejected") == "4" and cell(result.stdout, "low_tone") == "1"
+    assert cell(result.stdout, "HTTP errors retried") == "2" and cell(result.stdout, "re-asks after bad answers") == "4"
 
     # The key appears nowhere: outputs, cache, terminal, or what the server recorded.
     cache_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("out.cache.sqlite*"))
@@ -132,7 +139,7 @@ def test_rerun_after_finish_sends_nothing_and_changes_nothing(tmp_path, server):
     again = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
     assert again.returncode == 1 and len(server.bodies()) == sent
     assert (out.read_bytes(), (tmp_path / "out.rejects.jsonl").read_bytes()) == before
-    assert "already done (resumed)" in again.stdout and " 4 " in again.stdout.split("resumed")[1].splitlines()[0]
+    assert cell(again.stdout, "already done (resumed)") == "4" and cell(again.stdout, "requests sent") == "0"
     # The cache alone also prevents re-sending: delete the outputs, keep the cache.
     out.unlink()
     (tmp_path / "out.rejects.jsonl").unlink()
@@ -264,3 +271,36 @@ def test_servers_without_json_mode_still_work(tmp_path, server):
     chat = [r["body"] for r in server.requests if r["path"].endswith("/chat/completions")]
     assert "response_format" in chat[0] and all("response_format" not in b for b in chat[1:])
     assert len(read(out)) == 2
+
+
+def test_rows_rejected_for_server_errors_can_be_retried(tmp_path, server):
+    server.fail_times = 100  # this row's request always gets a 500
+    src, out = write_rows(tmp_path / "in.jsonl", ["", "<<500>>"]), tmp_path / "out.jsonl"
+    base = ["--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url, "--retries", "0"]
+    first = generate(*base, "--max-attempts", "2", "--tpm", "100000")
+    assert first.returncode == 1
+    assert [(r["line"], r["reason"]) for r in read(tmp_path / "out.rejects.jsonl")] == [(2, "api_error")]
+    assert cell(first.stdout, "HTTP errors retried") == "2"  # two attempts, each one 500
+    server.fail_times = 0
+    again = generate(*base, "--retry-reasons", "api_error")
+    assert again.returncode == 0, again.stderr
+    assert read(tmp_path / "out.rejects.jsonl") == [] and [line_of(r["meta"]["source"]) for r in read(out)] == [1, 2]
+    assert "earlier rejects retried" in again.stdout
+
+
+def test_ctrl_c_stops_with_a_resume_hint_and_the_rerun_finishes(tmp_path, server):
+    server.latency = 0.1
+    src, out = write_rows(tmp_path / "in.jsonl", [""] * 40), tmp_path / "out.jsonl"
+    cmd = gwq_cmd("gwq-data") + ["generate", "--input", str(src), "--out", str(out), "--model", "fake-model",
+                                 "--base-url", server.base_url, "--concurrency", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(read(out)) < 4) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in " ".join(err.split())
+    assert "Traceback" not in err and 4 <= len(read(out)) < 40
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and len(read(out)) == 40
+    assert len(set(server.bodies())) == 40 and len(server.bodies()) <= 40 + 2

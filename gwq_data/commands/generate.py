@@ -42,6 +42,7 @@ def main(
     retries: int = typer.Option(4, min=0, help="HTTP retries per request on 429/5xx/timeouts (the SDK's, with backoff and jitter)."),
     max_attempts: int = typer.Option(3, min=1, help="Hard cap on requests per row (re-asks after bad JSON included)."),
     json_mode: bool = typer.Option(True, help="Ask for response_format=json_object (dropped automatically where unsupported)."),
+    retry_reasons: str = typer.Option("", help="Comma list of reject reasons to try again on this run (e.g. api_error,bad_json)."),
     min_tone: float = typer.Option(0.5, help="Gate: lowest tone score (gwq_data.tone) a styled reply may have."),
     min_overlap: float = typer.Option(0.4, help="Gate: lowest char ROUGE-L recall of the original."),
     min_ratio: float = typer.Option(0.8, help="Gate: styled length ≥ this × original."),
@@ -87,7 +88,8 @@ def main(
         client=ClientConfig(base_url=base_url.rstrip("/"), model=model, api_key_env=api_key_env, timeout=timeout,
                             retries=retries, concurrency=concurrency, rpm=rpm, tpm=tpm, json_mode=json_mode, params=params),
         gate=GateConfig(min_tone=min_tone, min_overlap=min_overlap, min_ratio=min_ratio, max_ratio=max_ratio),
-        max_attempts=max_attempts, max_requests=max_requests, max_cost=max_cost, price_in=price_in, price_out=price_out)
+        max_attempts=max_attempts, max_requests=max_requests, max_cost=max_cost, price_in=price_in, price_out=price_out,
+        retry_reasons=tuple(r.strip() for r in retry_reasons.split(",") if r.strip()))
     with _progress() as bar:
         s = asyncio.run(Runner(cfg, p, bar).run(jobs, bad))
     _summary(s, cfg, p)
@@ -115,7 +117,10 @@ def _summary(s, cfg, p) -> None:
     import time
 
     wall = time.monotonic() - s.started
-    rows = [("rows", s.total), ("  already done (resumed)", s.resumed), ("  styled", s.styled),
+    rows = [("rows", s.total), ("  already done (resumed)", s.resumed)]
+    if s.retried:
+        rows.append(("  earlier rejects retried", s.retried))
+    rows += [("  styled", s.styled),
             ("  rejected", sum(s.rejects.values()))]
     rows += [(f"    {k}", v) for k, v in s.rejects.most_common()]
     rows += [("requests sent", s.requests), ("  replayed from cache", s.cached), ("  re-asks after bad answers", s.reasks),
