@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
@@ -124,7 +125,7 @@ def publish(upload: Upload, *, token: str | None, retries: int = 3, quiet: bool 
     check_repo_id(upload.repo)
     if not token:
         raise GwqError(f"no ModelScope token: {TOKEN_HELP.format(env=upload.token_env)}")
-    with _sdk_quiet(quiet):
+    with _sdk_quiet():
         from modelscope_hub import HubApi  # what modelscope.hub.api.HubApi delegates to, without importing all of modelscope
 
         api = HubApi(token=token)
@@ -178,7 +179,7 @@ def _upload_with_retries(api, upload, token, folder, tracker, retries, quiet) ->
     while True:
         attempt += 1
         try:
-            with _explained(upload, token), _stdout_to_stderr():
+            with _explained(upload, token), _sdk_report():
                 out = api.upload_folder(upload.repo, upload.repo_type, str(folder),
                                         commit_message=upload.commit_message, tracker_path=str(tracker),
                                         use_cache=True, disable_tqdm=quiet or not sys.stderr.isatty())
@@ -192,8 +193,8 @@ def _upload_with_retries(api, upload, token, folder, tracker, retries, quiet) ->
                 raise
             _check_token(api, upload, token)  # a rejected token hides behind StorageError: ask before retrying
             if attempt > retries:
-                raise GwqError(f"{err} (gave up after {attempt} attempts; run the same command again: "
-                               f"committed files are skipped)") from cause
+                raise GwqError(f"{err} after {attempt} attempt(s); run the same command again: "
+                               f"files already committed are skipped") from cause
             time.sleep(min(2 ** (attempt - 1), 8))
 
 
@@ -236,7 +237,10 @@ def _explained(upload: Upload, token: str):
         raise GwqError(f"connection to ModelScope at {ep} failed ({_first_line(e, token)}): "
                        f"run the same command again") from e
     except (StorageError, RateLimitError) as e:
-        raise GwqError(f"upload to {upload.repo} did not finish ({_first_line(e, token)})") from e
+        failed = re.search(r"(\d+) file\(s\) failed to upload.*?uploaded (\d+) file", str(e), re.S)
+        what = (f"{failed.group(1)} of {int(failed.group(1)) + int(failed.group(2))} files failed" if failed
+                else _first_line(e, token))
+        raise GwqError(f"upload to {upload.repo} did not finish: {what}") from e
     except HubError as e:
         raise GwqError(f"ModelScope error for {upload.repo}: {_first_line(e, token)}") from e
 
@@ -269,21 +273,28 @@ def _sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr():
-    # The SDK prints its "Upload Report" with print(); keep stdout for gwq's own summary.
-    with contextlib.redirect_stdout(sys.stderr):
+def _sdk_report():
+    """The SDK print()s an "Upload Report" table; show it on stderr after a success, drop it after a failure
+    (gwq's one-line error says what matters), and keep stdout for gwq's own summary."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
         yield
+    sys.stderr.write(buf.getvalue())
 
 
 @contextlib.contextmanager
-def _sdk_quiet(quiet: bool):
-    """The SDK logs every step at INFO; show warnings and errors only (none with -q)."""
+def _sdk_quiet():
+    """The SDK logs every step at INFO and each failed file as a multi-line ERROR; gwq reports failures in one
+    line of its own, so the SDK's logs are off unless MODELSCOPE_LOG_LEVEL asks for them."""
     import modelscope_hub  # noqa: F401  (configures the SDK loggers, which we then turn down)
 
+    if os.environ.get("MODELSCOPE_LOG_LEVEL"):
+        yield
+        return
     loggers = [logging.getLogger(n) for n in ("modelscope_hub", "modelscope")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR if quiet else logging.WARNING)
+        lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:

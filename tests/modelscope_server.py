@@ -13,7 +13,8 @@ Implemented (prefix /api/v1 = legacy, /openapi/v1 = OpenAPI):
   POST /api/v1/repos/{type}s/{owner}/{name}/commit/{rev}   inline base64 files and LFS pointers
 
 Failure modes a test can switch on: an unknown token gets 401 everywhere; `drop_puts = n` closes the connection
-on the next n blob PUTs after reading half the body. Every request is logged without its Authorization header
+on the next n blob PUTs after reading half the body; `revoke_on_upload = True` invalidates the caller's
+token at its first LFS-batch or commit call. Every request is logged without its Authorization header
 or cookies, so tests can also check what was (not) sent.
 
 What it leaves out: downloads, file listings, tags, deletes, studios.
@@ -53,6 +54,7 @@ class Hub:
         self.blobs: dict[str, bytes] = {}
         self.log: list[dict] = []  # {"method", "path", "status", "bytes" (request body)}
         self.drop_puts = 0
+        self.revoke_on_upload = False  # the token dies at the first upload call (revoked mid-run)
         self.lock = threading.Lock()
 
     def files(self, kind: str, repo_id: str) -> dict[str, bytes]:
@@ -157,9 +159,9 @@ class Handler(BaseHTTPRequestHandler):
             self.hub.log.append({"method": "PUT", "path": self.path, "status": "dropped", "bytes": size // 2})
             self.close_connection = True
             return
+        data = self.rfile.read(size)
         if self._unauthorized():
             return
-        data = self.rfile.read(size)
         if hashlib.sha256(data).hexdigest() != m.group(1):
             return self._legacy_err(400, "sha256 mismatch")
         self.hub.blobs[m.group(1)] = data
@@ -184,6 +186,9 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/api/v1/repos/(datasets|models)/([^/]+)/([^/]+)/(info/lfs/objects/batch|commit/[^/]+)", path)
         if m:
             kind, owner, name, op = m.groups()
+            body = json.loads(self._body() or b"{}")  # read it before any answer: the connection is kept alive
+            if self.hub.revoke_on_upload:
+                self.hub.users.pop(self.headers.get("Authorization", "")[7:], None)
             if self._unauthorized():
                 return
             repo = self.hub.repos.get((kind, f"{owner}/{name}"))
@@ -191,7 +196,6 @@ class Handler(BaseHTTPRequestHandler):
                 return self._legacy_err(404, "repo not found")
             if not self._may_write(owner):
                 return self._legacy_err(403, "no write permission")
-            body = json.loads(self._body() or b"{}")
             if op.startswith("info"):
                 return self._batch(body)
             return self._commit(repo, body)

@@ -126,6 +126,19 @@ def test_wrong_token_is_one_line_and_not_retried(hub, prepared):
     assert_no_secret(res.stdout, res.stderr)
 
 
+def test_token_revoked_during_upload_is_reported_as_auth_and_not_retried(hub, prepared):
+    # create_repo succeeds, then upload_folder meets 401s, which the SDK reports as a retryable StorageError.
+    hub.state.revoke_on_upload = True
+    res = upload(hub, prepared, "--repo", "alice/revoked", "--retries", "3", env=FAST)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "rejected the token (401)" in lines[0] and "not retried" in lines[0], res.stderr
+    paths = [r["path"] for r in hub.state.log]
+    probe = paths.index("/openapi/v1/users/me")  # gwq asked who the token is instead of retrying
+    assert not any("/repos/" in p or p.startswith("/blobs/") for p in paths[probe:])
+    assert_no_secret(res.stdout, res.stderr)
+
+
 def test_no_token_says_how_to_get_one(hub, prepared):
     res = upload(hub, prepared, "--repo", "alice/gwq-zh", token=None)
     assert res.returncode == 1 and "no ModelScope token" in res.stderr and "MODELSCOPE_API_TOKEN" in res.stderr
@@ -176,8 +189,9 @@ def test_dropped_connection_then_rerun_finishes(hub, prepared):
     hub.state.drop_puts = 100
     res = upload(hub, prepared, "--repo", "alice/flaky", "--retries", "0", env=FAST)
     assert res.returncode == 1, res.stderr
-    last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
-    assert last.startswith("error:") and "did not finish" in last and "run the same command again" in last
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "did not finish" in lines[0] and "run the same command again" in lines[0]
     assert hub.state.count("PUT", "/blobs/") == 0 and hub.state.count("PUT", "/blobs/", "dropped") > 0
     # Small files went inline in a commit; none of the .jsonl splits (blobs) made it.
     assert not any(p.endswith(".jsonl") for p in hub.state.files("datasets", "alice/flaky"))
