@@ -33,6 +33,7 @@ is character-level), semantic (embedding) duplicates, and dedupe across runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import unicodedata
@@ -318,21 +319,22 @@ def _hash_batch(args: tuple) -> tuple[list[bytes], np.ndarray, np.ndarray]:
 
 def _hash_all(texts: Sequence[str], cfg: DedupeConfig,
               progress: Callable[[int], None] | None) -> Iterator[tuple[list[bytes], np.ndarray, np.ndarray]]:
-    tasks = ((texts[i:i + cfg.batch_size], cfg.num_perm, cfg.ngram, cfg.seed)
-             for i in range(0, len(texts), cfg.batch_size))
-    workers = min(cfg.workers or os.cpu_count() or 1, -(-len(texts) // cfg.batch_size))
+    """`_hash_batch` over all texts, in order. With N workers, N-1 processes take
+    batches from a pool while this process hashes every Nth batch itself, so it
+    does not sit idle (and a busy machine costs little more than one process)."""
+    tasks = [(texts[i:i + cfg.batch_size], cfg.num_perm, cfg.ngram, cfg.seed)
+             for i in range(0, len(texts), cfg.batch_size)]
+    workers = max(1, min(cfg.workers or os.cpu_count() or 1, len(tasks)))
     _tables(), _permutations(cfg.num_perm, cfg.seed)  # built once, inherited by forked workers
-    if workers <= 1:
-        results = map(_hash_batch, tasks)
-        for out in results:
-            if progress:
-                progress(len(out[0]))
-            yield out
-        return
-    import multiprocessing
+    with contextlib.ExitStack() as stack:
+        remote: Iterator = iter(())
+        if workers > 1:
+            import multiprocessing
 
-    with multiprocessing.Pool(workers) as pool:
-        for out in pool.imap(_hash_batch, tasks):
+            pool = stack.enter_context(multiprocessing.Pool(workers - 1))
+            remote = pool.imap(_hash_batch, [t for k, t in enumerate(tasks) if k % workers])
+        for k, task in enumerate(tasks):
+            out = next(remote) if k % workers else _hash_batch(task)
             if progress:
                 progress(len(out[0]))
             yield out
