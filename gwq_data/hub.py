@@ -130,8 +130,9 @@ def publish(upload: Upload, *, token: str | None, retries: int = 3, quiet: bool 
 
         api = HubApi(token=token)
         with _explained(upload, token):
+            user = _whoami(api)
             created, visibility = _create_or_check(api, upload, token)
-        tracker = _tracker_path(upload)
+        tracker = _tracker_path(upload, user)
         if created:
             tracker.unlink(missing_ok=True)  # a recreated repo has none of the files an old cache remembers
         with tempfile.TemporaryDirectory(prefix="gwq-upload-") as tmp:
@@ -178,11 +179,18 @@ def _upload_with_retries(api, upload, token, folder, tracker, retries, quiet) ->
     attempt = 0
     while True:
         attempt += 1
+        errors: list[str] = []  # what the SDK's failed batches say; its final StorageError does not
+
+        def on_progress(event: dict) -> None:
+            if event.get("error"):
+                errors.append(str(event["error"]))
+
         try:
             with _explained(upload, token), _sdk_report():
                 out = api.upload_folder(upload.repo, upload.repo_type, str(folder),
                                         commit_message=upload.commit_message, tracker_path=str(tracker),
-                                        use_cache=True, disable_tqdm=quiet or not sys.stderr.isatty())
+                                        use_cache=True, disable_tqdm=quiet or not sys.stderr.isatty(),
+                                        progress_callback=on_progress)
             return 0 if out is None else (len(out) if isinstance(out, list) else 1)
         except GwqError as err:
             cause = err.__cause__
@@ -191,6 +199,9 @@ def _upload_with_retries(api, upload, token, folder, tracker, retries, quiet) ->
                 raise
             if not isinstance(cause, HubError) and not isinstance(cause, (ConnectionError, TimeoutError)):
                 raise
+            if any("[E3002]" in e or "[403]" in e for e in errors):
+                raise GwqError(f"ModelScope refused writes to {upload.repo} (403): this token cannot write to it "
+                               f"(a name clash with someone else's repo, or a read-only token); not retried") from cause
             _check_token(api, upload, token)  # a rejected token hides behind StorageError: ask before retrying
             if attempt > retries:
                 raise GwqError(f"{err} after {attempt} attempt(s); run the same command again: "
@@ -256,10 +267,21 @@ def _first_line(exc: BaseException, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _tracker_path(upload: Upload) -> Path:
-    """Resume state outside the uploaded tree, named after what it describes."""
+def _whoami(api) -> str:
+    """The token's user name: checks the token before anything is staged, and keys the resume cache."""
+    from modelscope_hub.errors import PermissionDeniedError
+
+    try:
+        return api.whoami().username or ""
+    except PermissionDeniedError:
+        return ""  # a scoped token may not read the profile; create_repo will tell whether it can write
+
+
+def _tracker_path(upload: Upload, user: str) -> Path:
+    """Resume state outside the uploaded tree, named after what it describes. The user is part of the key:
+    another account's "already committed" must not let an upload without write access pass as done."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gwq" / "hub"
-    key = hashlib.sha256(f"{endpoint()}|{upload.repo_type}|{upload.repo}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{endpoint()}|{upload.repo_type}|{upload.repo}|{user}".encode()).hexdigest()[:16]
     base.mkdir(parents=True, exist_ok=True)
     return base / f"{upload.repo_type}-{upload.repo.replace('/', '__')}-{key}.json"
 

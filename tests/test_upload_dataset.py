@@ -122,7 +122,8 @@ def test_wrong_token_is_one_line_and_not_retried(hub, prepared):
     assert res.returncode == 1
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "rejected the token (401)" in lines[0], res.stderr
-    assert hub.state.count("POST", "/api/v1/datasets", 401) == 1 and len(hub.state.log) == 1 and not hub.state.repos
+    # One request, the token check up front; nothing created, nothing retried.
+    assert [(r["path"], r["status"]) for r in hub.state.log] == [("/openapi/v1/users/me", 401)] and not hub.state.repos
     assert_no_secret(res.stdout, res.stderr)
 
 
@@ -134,7 +135,9 @@ def test_token_revoked_during_upload_is_reported_as_auth_and_not_retried(hub, pr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "rejected the token (401)" in lines[0] and "not retried" in lines[0], res.stderr
     paths = [r["path"] for r in hub.state.log]
-    probe = paths.index("/openapi/v1/users/me")  # gwq asked who the token is instead of retrying
+    # After the failed upload gwq asked the hub whose token it is (users/me → 401) instead of retrying.
+    probe = len(paths) - 1 - paths[::-1].index("/openapi/v1/users/me")
+    assert hub.state.log[probe]["status"] == 401 and any("/repos/" in p for p in paths[:probe])
     assert not any("/repos/" in p or p.startswith("/blobs/") for p in paths[probe:])
     assert_no_secret(res.stdout, res.stderr)
 
@@ -164,6 +167,12 @@ def test_name_clash_missing_owner_and_public_repo_with_private_flag(hub, prepare
     assert upload(hub, prepared, "--repo", "bob/taken", "--private", token="ms-bob-token").returncode == 0
     clash = upload(hub, prepared, "--repo", "bob/taken")
     assert clash.returncode == 1 and "name clash" in clash.stderr and "bob/taken" in clash.stderr
+
+    # Someone else's public repo: visible, so the clash only shows when the hub refuses the writes.
+    assert upload(hub, prepared, "--repo", "bob/public", token="ms-bob-token").returncode == 0
+    public = upload(hub, prepared, "--repo", "bob/public", env=FAST)
+    assert public.returncode == 1 and "refused writes to bob/public (403)" in public.stderr
+    assert "not retried" in public.stderr and hub.state.files("datasets", "bob/public")
 
     owner = upload(hub, prepared, "--repo", "nobody/data")
     assert owner.returncode == 1 and "owner 'nobody' does not exist" in owner.stderr
