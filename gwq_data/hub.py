@@ -144,6 +144,7 @@ def publish(upload: Upload, *, token: str | None, retries: int = 3, quiet: bool 
 # -- steps -----------------------------------------------------------------
 
 def _create_or_check(api, upload: Upload, token: str) -> tuple[bool, str]:
+    from modelscope_hub.constants import Visibility
     from modelscope_hub.errors import AlreadyExistsError, NotExistError, PermissionDeniedError
 
     wanted = "private" if upload.private else "public"
@@ -164,7 +165,7 @@ def _create_or_check(api, upload: Upload, token: str) -> tuple[bool, str]:
                            f"check it on {repo_url(upload.repo, upload.repo_type)}") from None
         raise GwqError(f"name clash: {upload.repo_type} {upload.repo} already exists and this token cannot "
                        f"write to it; choose another --repo name") from None
-    actual = "private" if int(info.visibility or 0) == 1 else "public"
+    actual = "private" if info.visibility == Visibility.PRIVATE else "public"
     if upload.private and actual != "private":
         raise GwqError(f"{upload.repo} {'was created' if created else 'already exists'} as a PUBLIC "
                        f"{upload.repo_type}, but --private was asked; nothing was uploaded. Make it private on "

@@ -233,6 +233,22 @@ def test_dry_run_sends_nothing_and_stages_exactly_the_upload(hub, prepared, tmp_
     staged = {str(p.relative_to(staging)): p.read_bytes() for p in staging.rglob("*") if p.is_file()}
     assert staged == expected_files(prepared, card)
     assert card.splitlines()[0] == "---" and "configs:" in res.stdout and "README.md" in res.stdout
+    again = upload(hub, prepared, "--repo", "alice/gwq-zh", "--dry-run", "--staging", staging, token=None)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_card_without_dpo_pairs(tmp_path):
+    from gwq_data.card import dataset_card, dataset_files
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(FIXTURE, prepared)
+    for p in (prepared / "dpo").iterdir():
+        p.write_text("")
+    assert sorted(dataset_files(prepared)) == ["sft/train.jsonl", "sft/val.jsonl", "stats.json"]
+    card = dataset_card(prepared, repo="alice/sft-only")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert [c["config_name"] for c in meta["configs"]] == ["default"]
+    assert "rlhf" not in card and "gwq-align dpo" not in card
 
 
 def test_card_golden(tmp_path):
