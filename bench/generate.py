@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,15 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit("the benchmark server did not start")
     return proc, line[1]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of another process (Linux), to show what the server costs next to the client."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def write_input(path: Path, n: int) -> None:
@@ -78,11 +88,15 @@ def run_naive(url: str, rows: int) -> dict:
     return {"requests": rows, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0}
 
 
+def _delta(after, before):
+    return None if after is None or before is None else after - before
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", default="1,16,64,256")
-    ap.add_argument("--waves", type=int, default=8, help="requests per run = concurrency × waves (at least 20)")
+    ap.add_argument("--waves", type=int, default=20, help="requests per run = concurrency × waves (at least 20)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "generate.json")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
@@ -91,11 +105,15 @@ def main() -> None:
     results = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            server0 = cpu_seconds(proc.pid)
             naive = run_naive(url, 20)
-            results.append({"client": "naive sequential loop", "concurrency": 1, **naive})
+            results.append({"client": "naive sequential loop", "concurrency": 1, **naive,
+                            "server_cpu_s": _delta(cpu_seconds(proc.pid), server0)})
             for c in [int(x) for x in args.concurrency.split(",")]:
-                results.append({"client": "gwq generate", "concurrency": c,
-                                **run_pipeline(url, c, max(20, c * args.waves), Path(tmp))})
+                server0 = cpu_seconds(proc.pid)
+                r = run_pipeline(url, c, max(20, c * args.waves), Path(tmp))
+                results.append({"client": "gwq generate", "concurrency": c, **r,
+                                "server_cpu_s": _delta(cpu_seconds(proc.pid), server0)})
     finally:
         proc.terminate()
         proc.wait()
@@ -104,19 +122,24 @@ def main() -> None:
         r["ideal_req_per_s"] = r["concurrency"] / args.latency
         r["pct_of_ideal"] = 100 * r["req_per_s"] / r["ideal_req_per_s"]
         r["client_cpu_ms_per_req"] = 1000 * r["cpu_s"] / r["requests"]
+        r["server_cpu_ms_per_req"] = None if r["server_cpu_s"] is None else 1000 * r["server_cpu_s"] / r["requests"]
 
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"gwq-data generate vs a local server with {args.latency * 1000:.0f} ms latency")
-    for col in ("client", "concurrency", "requests", "req/s", "ideal req/s", "% of ideal", "client CPU ms/req"):
+    for col in ("client", "concurrency", "requests", "req/s", "ideal req/s", "% of ideal", "client CPU ms/req",
+                "server CPU ms/req"):
         table.add_column(col, justify="left" if col == "client" else "right")
     for r in results:
         table.add_row(r["client"], str(r["concurrency"]), str(r["requests"]), f"{r['req_per_s']:.1f}",
-                      f"{r['ideal_req_per_s']:.0f}", f"{r['pct_of_ideal']:.0f}%", f"{r['client_cpu_ms_per_req']:.2f}")
+                      f"{r['ideal_req_per_s']:.0f}", f"{r['pct_of_ideal']:.0f}%", f"{r['client_cpu_ms_per_req']:.2f}",
+                      "-" if r["server_cpu_ms_per_req"] is None else f"{r['server_cpu_ms_per_req']:.2f}")
     Console(width=120).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"latency_s": args.latency, "results": results}, indent=2) + "\n", encoding="utf-8")
+    machine = {"cpu_count": os.cpu_count(), "load_avg_1m_after": os.getloadavg()[0]}
+    args.out.write_text(json.dumps({"latency_s": args.latency, "machine": machine, "results": results}, indent=2) + "\n",
+                        encoding="utf-8")
     print(f"wrote {args.out}")
 
 

@@ -168,6 +168,7 @@ class Runner:
     # ----- the run
     async def run(self, jobs: list[Job], input_rejects: list[dict]) -> Stats:
         cfg, s = self.cfg, self.stats
+        client = self.client = Client(cfg.client)  # first: a missing API key fails before any file is touched
         self.out, self.rej = Journal(cfg.out, out_key), Journal(cfg.rejects, reject_key)
         s.retried = self.rej.drop(set(cfg.retry_reasons))
         self.cache = Cache(cfg.cache)
@@ -183,8 +184,6 @@ class Runner:
         s.resumed += len(jobs) - len(todo)
         if self.progress:
             self._task = self.progress.add_task("generating", total=s.total, completed=s.done, info="")
-        client = Client(cfg.client)
-        self.client = client
         try:
             if todo:
                 models = await client.preflight()
