@@ -13,12 +13,14 @@ installed SDK (modelscope 1.40.2 over modelscope_hub 0.5.1):
   visibility, and an existing repo's visibility is checked against `--private` before anything is sent.
 - Files are copied into a fresh staging folder, never uploaded from the user's directory, because the SDK
   writes its resume cache (`.ms_upload_cache`) into the uploaded folder. The cache goes to gwq's cache dir
-  instead, named after endpoint + repo type + repo, so a re-run resumes and a different endpoint starts clean.
+  instead, named after endpoint + repo type + repo + user, so a re-run resumes, a different endpoint starts
+  clean, and another account's "already committed" never passes for this one's.
 - The SDK's cache says a file is already committed when its (path, mtime, size) match. Staged files get an
   mtime derived from their sha256, so that key changes exactly when the content does: re-running with
   unchanged files sends nothing, and a changed card is always re-sent.
-- A wrong token surfaces from `upload_folder` as a retryable `StorageError`; gwq asks the server who the
-  token belongs to before retrying, and never retries an authentication failure.
+- A wrong token surfaces from `upload_folder` as a retryable `StorageError`. gwq checks the token first
+  (`whoami`), reads each failed batch's error from `progress_callback` (403: stop), asks `whoami` again
+  before any retry (401: stop), and retries only network and storage failures, a bounded number of times.
 
 What it leaves out: deleting remote files that are no longer local, branches other than master, Studios.
 """
@@ -126,7 +128,8 @@ def publish(upload: Upload, *, token: str | None, retries: int = 3, quiet: bool 
     if not token:
         raise GwqError(f"no ModelScope token: {TOKEN_HELP.format(env=upload.token_env)}")
     with _sdk_quiet():
-        from modelscope_hub import HubApi  # what modelscope.hub.api.HubApi delegates to, without importing all of modelscope
+        # What modelscope.hub.api.HubApi delegates to, without the 3 s import of all of modelscope.
+        from modelscope_hub import HubApi
 
         api = HubApi(token=token)
         with _explained(upload, token):
