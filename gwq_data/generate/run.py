@@ -299,7 +299,9 @@ class Runner:
                 out_msgs.append({"role": "assistant", "content": next(styled), "original": plain})
             else:
                 out_msgs.append({"role": m["role"], "content": m["content"]})
-        record = ({"id": job.record["id"]} if "id" in job.record else {}) | {"messages": out_msgs, "meta": self._meta(job, usage)}
+        # Input meta (topic, author...) is kept; generate's own keys (the shared contract) win.
+        meta = (job.record.get("meta") or {}) | self._meta(job, usage)
+        record = ({"id": job.record["id"]} if "id" in job.record else {}) | {"messages": out_msgs, "meta": meta}
         self._finish(job, record)
 
     async def _synthesize(self, job: Job) -> None:
