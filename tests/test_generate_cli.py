@@ -304,3 +304,15 @@ def test_ctrl_c_stops_with_a_resume_hint_and_the_rerun_finishes(tmp_path, server
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and len(read(out)) == 40
     assert len(set(server.bodies())) == 40 and len(server.bodies()) <= 40 + 2
+
+
+def test_input_meta_is_kept_under_the_contract_and_limit_counts_rows(tmp_path, server):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"问{i}"}, {"role": "assistant", "content": f"答案是{i}。"}],
+             "meta": {"topic": "算术", "source": "hand-written"}} for i in range(5)]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    result = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url, "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    styled = read(out)
+    assert [r["id"] for r in styled] == ["r0", "r1", "r2"] and len(server.bodies()) == 3
+    assert all(r["meta"]["topic"] == "算术" and r["meta"]["source"] == f"{src}:{i + 1}" for i, r in enumerate(styled))
