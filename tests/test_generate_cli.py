@@ -200,7 +200,7 @@ def test_max_requests_and_max_cost_stop_cleanly_and_resume_without_paying_twice(
     assert len(read(out)) == 6 and len(server.bodies()) == 6   # every row paid for once
 
 
-@pytest.mark.parametrize("case", ["refused", "unknown_model", "bad_key", "not_openai"])
+@pytest.mark.parametrize("case", ["refused", "unknown_model", "bad_key", "not_openai", "missing_v1"])
 def test_server_problems_give_one_readable_line(tmp_path, server, case):
     src, out = write_rows(tmp_path / "in.jsonl", ["", ""]), tmp_path / "out.jsonl"
     url, model, env = server.base_url, "fake-model", {}
@@ -210,12 +210,15 @@ def test_server_problems_give_one_readable_line(tmp_path, server, case):
         model = "gpt-9"
     elif case == "bad_key":
         server.api_key, env = SECRET, {"MY_KEY": "sk-wrong-key-abcdef"}
+    elif case == "missing_v1":
+        url = url.removesuffix("/v1")
     else:
         server.not_openai = True
     result = generate("--input", src, "--out", out, "--model", model, "--base-url", url, "--api-key-env", "MY_KEY",
                       "--retries", "0", env=env)
     expected = {"refused": "cannot reach http://127.0.0.1:9/v1", "unknown_model": "unknown model 'gpt-9'",
-                "bad_key": "refused the API key from $MY_KEY (401", "not_openai": "OpenAI-compatible"}[case]
+                "bad_key": "refused the API key from $MY_KEY (401", "not_openai": "OpenAI-compatible",
+                "missing_v1": "/chat/completions not found (404): is --base-url an OpenAI-compatible endpoint ending in /v1?"}[case]
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in " ".join(result.stderr.split()), result.stderr
