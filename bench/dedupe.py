@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     workers = cfg.workers or os.cpu_count()
     load_before = os.getloadavg()[0]
 
-    rows = [min((run("gwq dedupe_texts", dedupe_texts, texts, data.planted, cfg, f"{workers} worker processes")
-                 for _ in range(args.repeat)), key=lambda r: r["seconds"])]
+    note = f"workers={workers}: this process + {workers - 1} pool process(es)"
+    rows = [min((run("gwq dedupe_texts", dedupe_texts, texts, data.planted, cfg, note) for _ in range(args.repeat)),
+                key=lambda r: r["seconds"])]
     one = DedupeConfig(threshold=args.threshold, num_perm=args.num_perm, workers=1)
     rows.append(run("gwq dedupe_texts", dedupe_texts, texts, data.planted, one, "workers=1 (one process)"))
     m = min(args.baseline_n, args.n)

@@ -342,20 +342,28 @@ def _hash_all(texts: Sequence[str], cfg: DedupeConfig,
 
 # --- clustering -------------------------------------------------------------
 
-def _band_candidates(sigs: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
-    """Rows that share at least one LSH band with another row (a superset of
-    every row MinHashLSH could ever return or be returned for)."""
-    shared = np.zeros(len(sigs), dtype=bool)
+def _band_neighbours(sigs: np.ndarray, bands: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: does it share an LSH band with an earlier row (so a query can find
+    something) and with a later row (so a later query can find it)? A row with
+    neither is nobody's candidate; one with only earlier neighbours never needs
+    inserting. This is exact with respect to MinHashLSH, just cheaper."""
+    n = len(sigs)
+    earlier, later = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    if n < 2:
+        return earlier, later
     for start, end in bands:
         # Fold the band into one 64-bit key; a key collision only adds a
         # candidate, which MinHashLSH and the Jaccard check then weed out.
-        band = sigs[:, start:end].astype(np.uint64)
-        key = np.zeros(len(sigs), dtype=np.uint64)
-        for col in band.T:
-            key = (key ^ col) * np.uint64(0x9E3779B97F4A7C15)
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        shared |= counts[inverse] > 1
-    return shared
+        key = np.zeros(n, dtype=np.uint64)
+        for col in sigs[:, start:end].T:
+            key = (key ^ col.astype(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
+        order = np.argsort(key, kind="stable")  # rows of one key stay in input order
+        k = key[order]
+        same_as_prev = np.concatenate([[False], k[1:] == k[:-1]])
+        same_as_next = np.concatenate([k[1:] == k[:-1], [False]])
+        earlier[order[same_as_prev]] = True
+        later[order[same_as_next]] = True
+    return earlier, later
 
 
 @lru_cache(maxsize=16)
@@ -374,9 +382,10 @@ def _near_pass(rows: np.ndarray, sigs: np.ndarray, cfg: DedupeConfig) -> dict[in
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm,
                      params=_lsh_params(cfg.threshold, cfg.num_perm, cfg.miss_weight))
     near: dict[int, tuple[int, float]] = {}
-    for r in np.flatnonzero(_band_candidates(sigs, lsh.hashranges)):
+    earlier, later = _band_neighbours(sigs, lsh.hashranges)
+    for r in np.flatnonzero(earlier | later):
         sketch = LeanMinHash(seed=cfg.seed, hashvalues=sigs[r], scheme="affine32")
-        found = lsh.query(sketch)
+        found = lsh.query(sketch) if earlier[r] else None
         if found:
             found = np.sort(np.asarray(found))
             est = (sigs[found] == sigs[r]).mean(axis=1)
@@ -384,7 +393,8 @@ def _near_pass(rows: np.ndarray, sigs: np.ndarray, cfg: DedupeConfig) -> dict[in
             if est[best] >= cfg.threshold:
                 near[int(rows[r])] = (int(rows[found[best]]), float(est[best]))
                 continue
-        lsh.insert(int(r), sketch, check_duplication=False)
+        if later[r]:
+            lsh.insert(int(r), sketch, check_duplication=False)
     return near
 
 

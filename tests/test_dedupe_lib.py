@@ -134,3 +134,31 @@ def test_batch_normalisation_matches_per_text_and_handles_odd_characters():
     assert digests[0] == digests[1] and digests[2] == digests[3] and digests[4] == digests[5] and digests[6] == digests[7]
     assert empty.tolist() == [False] * 6 + [True, True]
     assert np.array_equal(sigs, signatures([normalize(t) for t in texts]))
+
+
+def test_prefiltered_lsh_matches_a_plain_datasketch_lsh_loop():
+    """The band pre-filter and skipped queries/inserts change nothing: same clusters as
+    querying and inserting every text into datasketch's MinHashLSH."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from gwq_data.dedupe import _lsh_params
+
+    texts = corpus(1500, seed=4, exact_rate=0.0, near_rate=0.2, edits=(0.003, 0.04)).texts  # no exact copies
+    cfg = DedupeConfig(workers=1)
+    sigs = signatures([normalize(t) for t in texts])
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm,
+                     params=_lsh_params(cfg.threshold, cfg.num_perm, cfg.miss_weight))
+    keep, near = [], {}
+    for i, sig in enumerate(sigs):
+        sketch = LeanMinHash(seed=cfg.seed, hashvalues=sig, scheme="affine32")
+        scored = sorted((-sketch.jaccard(LeanMinHash(seed=1, hashvalues=sigs[k], scheme="affine32")), k)
+                        for k in lsh.query(sketch))
+        if scored and -scored[0][0] >= cfg.threshold:
+            near.setdefault(scored[0][1], []).append((i, -scored[0][0]))
+        else:
+            keep.append(i)
+            lsh.insert(i, sketch)
+    result = dedupe_texts(texts, cfg)
+    assert result.keep == keep
+    assert {c.kept: list(zip(c.dropped, c.jaccard)) for c in result.clusters} == near
+    assert len(near) > 50
