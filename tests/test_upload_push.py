@@ -1,7 +1,8 @@
 """gwq-align push against the local ModelScope hub: adapter and merged uploads, model card, configuration.json.
 
-The run directory is built here to the gwq_run.json contract around a real LoRA adapter (peft, non-zero
-B weights so merging changes the model) on the session's tiny Qwen2."""
+Two run directories: a real one-step `gwq-align sft --recipe cpu-tiny` run, and one built here to the
+gwq_run.json contract around a peft LoRA adapter with non-zero B weights (so merging visibly changes the
+model, and the golden card has fixed numbers) on the session's tiny Qwen2."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ def run_dir(tiny_model, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def real_run(tiny_model, tmp_path_factory) -> Path:
+    """A real `gwq-align sft --recipe cpu-tiny` run (one step) on the card fixture's prepared dir."""
+    out = tmp_path_factory.mktemp("real") / "sft"
+    res = subprocess.run(gwq_cmd("gwq-align") + ["sft", "--model", str(tiny_model), "--dataset",
+                                                 str(REPO / "tests" / "data" / "upload_prepared"), "--output-dir",
+                                                 str(out), "--recipe", "cpu-tiny", "--max-steps", "1",
+                                                 "--save-steps", "1", "-q"],
+                         capture_output=True, text=True, timeout=400, env=dict(os.environ, COLUMNS="400"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
 @pytest.fixture
 def hub():
     with HubServer({TOKEN: "alice"}) as server:
@@ -108,6 +122,22 @@ def test_push_adapter_with_card_and_configuration(hub, run_dir, isolated_home):
         assert TOKEN not in text
     for path in isolated_home.rglob("*"):
         assert not path.is_file() or TOKEN.encode() not in path.read_bytes()
+
+
+@pytest.mark.slow
+def test_push_a_real_cpu_tiny_run(hub, real_run):
+    record = json.loads((real_run / "gwq_run.json").read_text())
+    res = push(hub, real_run, "--repo", "alice/tiny-real", "--base-model", "Qwen/Qwen2.5-0.5B-Instruct")
+    assert res.returncode == 0, res.stderr
+    files = hub.state.files("models", "alice/tiny-real")
+    ckpt = real_run / record["adapter"]
+    assert files["adapter_model.safetensors"] == (ckpt / "adapter_model.safetensors").read_bytes()
+    assert (ckpt / "optimizer.pt").is_file() and (ckpt / "args.json").is_file()  # there, and left behind:
+    assert set(files) == {"adapter_model.safetensors", "adapter_config.json", "additional_config.json",
+                          "configuration.json", "README.md"}
+    card = files["README.md"].decode()
+    assert record["command"] in card and "--tuner_type lora" in card
+    assert f"| eval_loss | {record['metrics']['final']['eval_loss']:.6g} |" in card
 
 
 def test_model_card_golden(run_dir, tiny_model):
