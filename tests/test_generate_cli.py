@@ -140,6 +140,8 @@ def test_rerun_after_finish_sends_nothing_and_changes_nothing(tmp_path, server):
     assert again.returncode == 1 and len(server.bodies()) == sent
     assert (out.read_bytes(), (tmp_path / "out.rejects.jsonl").read_bytes()) == before
     assert cell(again.stdout, "already done (resumed)") == "4" and cell(again.stdout, "requests sent") == "0"
+    dry = generate("--input", src, "--out", out, "--model", "fake-model", "--dry-run")
+    assert dry.returncode == 0 and "nothing to send" in dry.stderr
     # The cache alone also prevents re-sending: delete the outputs, keep the cache.
     out.unlink()
     (tmp_path / "out.rejects.jsonl").unlink()

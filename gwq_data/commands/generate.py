@@ -82,7 +82,7 @@ def main(
 
     params = {"temperature": temperature, "seed": seed, "max_tokens": max_tokens}
     if dry_run:
-        return _dry_run(p, jobs, bad, params, price_in, price_out)
+        return _dry_run(p, _not_done(jobs, out, rejects or out.with_suffix(".rejects.jsonl")), bad, params, price_in, price_out)
     cfg = RunConfig(
         out=out, rejects=rejects or out.with_suffix(".rejects.jsonl"), cache=cache or out.with_suffix(".cache.sqlite"),
         client=ClientConfig(base_url=base_url.rstrip("/"), model=model, api_key_env=api_key_env, timeout=timeout,
@@ -133,11 +133,23 @@ def _summary(s, cfg, p) -> None:
     console.print(f"out: {cfg.out}  rejects: {cfg.rejects}  cache: {cfg.cache}", highlight=False)
 
 
+def _not_done(jobs, out: Path, rejects: Path) -> list:
+    """Jobs a real run would still send: rows already in OUT or the rejects file are skipped (read-only)."""
+    from gwq_data.generate.run import out_key, reject_key
+    from gwq_data.jsonl import Row, read_rows
+
+    done = set()
+    for path, key in ((out, out_key), (rejects, reject_key)):
+        if path.exists():
+            done |= {key(r.data) for r in read_rows(path) if isinstance(r, Row) and isinstance(r.data, dict)}
+    return [j for j in jobs if j.key not in done]
+
+
 def _dry_run(p, jobs, bad, params, price_in, price_out) -> None:
     from gwq_data.tokens import count_tokens, method
 
     if not jobs:
-        console.print("nothing to send: no valid input rows", highlight=False)
+        console.print("nothing to send: every valid input row is already done", highlight=False)
         return
     first = jobs[0]
     msgs = p.rewrite_messages(first.record) if first.record is not None else p.synthesize_messages(first.topic, first.turns, first.index)
