@@ -47,6 +47,7 @@ def main(
     from gwq_data.errors import UsageError
 
     hub.check_repo_id(repo)
+    license = license.lower()  # card front matter wants the lowercase SPDX-style id (apache-2.0, mit, cc-by-4.0)
     if dataset:
         hub.check_repo_id(dataset)
     record = read_run(run_dir)

@@ -33,6 +33,7 @@ def main(
     from gwq_data.card import dataset_card, dataset_files
 
     hub.check_repo_id(repo)
+    license = license.lower()  # card front matter wants the lowercase SPDX-style id (apache-2.0, mit, cc-by-4.0)
     if not prepared.is_dir():
         from gwq_data.errors import UsageError
 
