@@ -86,7 +86,8 @@ def model_card(record: dict, *, repo: str, merged: bool, base_model: str, datase
         "base_model_relation": "finetune" if merged else "adapter",
         "library_name": "transformers" if merged else "peft",
         "pipeline_tag": "text-generation",
-        "tasks": ["text-generation"],
+        "tasks": ["text-generation"],  # ModelScope's own keys, beside the Hugging Face ones
+        "frameworks": ["pytorch"],
         "tags": ["古文翻译腔", "style-transfer", "chinese", "lora", kind, "ms-swift", "gwq"],
     }
     if dataset:
