@@ -321,3 +321,20 @@ def test_input_meta_is_kept_under_the_contract_and_limit_counts_rows(tmp_path, s
     styled = read(out)
     assert [r["id"] for r in styled] == ["r0", "r1", "r2"] and len(server.bodies()) == 3
     assert all(r["meta"]["topic"] == "算术" and r["meta"]["source"] == f"{src}:{i + 1}" for i, r in enumerate(styled))
+
+
+def test_synthesize_rejects_carry_topic_and_index_and_resume_by_them(tmp_path, server):
+    topics = tmp_path / "topics.jsonl"
+    topics.write_text('{"topic": "学习书法"}\n{"topic": "坏话题<<badjson-always>>"}\n', encoding="utf-8")
+    out = tmp_path / "syn.jsonl"
+    args = ["--mode", "synthesize", "--topics", topics, "--num", "4", "--out", out, "--model", "fake-model",
+            "--base-url", server.base_url, "--max-attempts", "2"]
+    first = generate(*args)
+    assert first.returncode == 1
+    rejects = read(tmp_path / "syn.rejects.jsonl")
+    assert [(r["line"], r["data"]["index"], r["reason"]) for r in rejects] == [(2, 1, "bad_json"), (2, 2, "bad_json")]
+    assert all(r["data"]["topic"] == "坏话题<<badjson-always>>" and "answer" in r["data"] for r in rejects)
+    assert [r["meta"]["source"].rsplit(":", 1)[1] for r in read(out)] == ["1#1", "1#2"]
+    sent = len(server.bodies())
+    again = generate(*args)
+    assert again.returncode == 1 and len(server.bodies()) == sent and cell(again.stdout, "already done (resumed)") == "4"

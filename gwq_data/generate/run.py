@@ -266,6 +266,8 @@ class Runner:
                 c = await self._ask(messages, usage)
             except AttemptError as e:
                 last = (e.reason, e.detail)
+                if e.reason == "bad_request":  # the server refuses this content; asking again won't change that
+                    break
                 await asyncio.sleep(min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.5, 1.0))
                 continue
             answer = c.content
@@ -308,18 +310,17 @@ class Runner:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "created_at": None}
         messages = self.prompt.synthesize_messages(job.topic, job.turns, job.index)
         turns, failure = await self._attempts(messages, job.turns, parse_turns, usage)
-        info = {"topic": job.topic, "index": job.index}
         if failure:
             reason, detail, answer = failure
-            return self._reject(job, reason, f"after {self.cfg.max_attempts} attempts: {detail}", info | {"answer": answer[:2000]})
+            return self._reject(job, reason, f"after {self.cfg.max_attempts} attempts: {detail}", {"answer": answer[:2000]})
         out_msgs = []
         for t in turns:
             out_msgs += [{"role": "user", "content": t["user"]},
                          {"role": "assistant", "content": t["styled"], "original": t["plain"]}]
         record = {"id": f"{Path(job.source).stem}-{job.line}-{job.index}", "messages": out_msgs, "meta": self._meta(job, usage)}
-        self._finish(job, record, info)
+        self._finish(job, record)
 
-    def _finish(self, job: Job, record: dict, info: dict | None = None) -> None:
+    def _finish(self, job: Job, record: dict) -> None:
         problems = []
         k = 0
         for m in record["messages"]:
@@ -328,7 +329,7 @@ class Runner:
                 problems += [(reason, f"reply {k} {reason}: {detail}") for reason, detail in self.gate.check(m["original"], m["content"])]
         if problems:
             detail = "; ".join(d for _, d in problems[:4])
-            return self._reject(job, problems[0][0], detail, (info or {}) | {"record": record})
+            return self._reject(job, problems[0][0], detail, {"record": record})
         self.out.append(job.key, record)
         self.stats.styled += 1
 
