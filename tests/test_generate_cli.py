@@ -150,6 +150,12 @@ def test_rerun_after_finish_sends_nothing_and_changes_nothing(tmp_path, server):
     assert out.read_bytes() == before[0]
     with sqlite3.connect(tmp_path / "out.cache.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 4
+    # Resuming into OUT with an edited prompt keeps the old rows but says so.
+    edited = tmp_path / "edited.yaml"
+    edited.write_bytes(load_prompt("translation_tone").path.read_bytes() + b"\n# edited\n")
+    fourth = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url, "--prompt", edited)
+    assert "already holds 3 rows made by another model or prompt" in " ".join(fourth.stderr.split())
+    assert len(server.bodies()) == sent
 
 
 def test_sigkill_mid_run_then_restart_equals_an_uninterrupted_run(tmp_path, server):

@@ -108,10 +108,13 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._cut_torn_tail()
         self.keys: set[str] = set()
+        self.makers: Counter = Counter()  # (generator, prompt_hash) of rows already there
         if path.exists():
             for row in read_rows(path):
                 if not isinstance(row, BadLine) and isinstance(row.data, dict) and self.key_fn(row.data):
                     self.keys.add(self.key_fn(row.data))
+                    meta = row.data.get("meta") or {}
+                    self.makers[(meta.get("generator"), meta.get("prompt_hash"))] += 1
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _cut_torn_tail(self) -> None:
@@ -171,6 +174,11 @@ class Runner:
         client = self.client = Client(cfg.client)  # first: a missing API key fails before any file is touched
         self.out, self.rej = Journal(cfg.out, out_key), Journal(cfg.rejects, reject_key)
         s.retried = self.rej.drop(set(cfg.retry_reasons))
+        other = sum(n for (model, phash), n in self.out.makers.items() if (model, phash) != (cfg.client.model, self.prompt.hash))
+        if other:
+            from gwq_data.console import console
+            console.print(f"[yellow]warning:[/] {cfg.out} already holds {other} rows made by another model or prompt; "
+                          "they are kept and skipped. Use a new --out to redo them with this one.", highlight=False)
         self.cache = Cache(cfg.cache)
         order = {j.key: j.order for j in jobs} | {reject_key(r): r["line"] for r in input_rejects}
         todo = [j for j in jobs if j.key not in self.out.keys and j.key not in self.rej.keys]
