@@ -13,7 +13,7 @@ Implemented (prefix /api/v1 = legacy, /openapi/v1 = OpenAPI):
   POST /api/v1/repos/{type}s/{owner}/{name}/commit/{rev}   inline base64 files and LFS pointers
 
 Failure modes a test can switch on: an unknown token gets 401 everywhere; `drop_puts = n` closes the connection
-on the next n blob PUTs after reading half the body; `revoke_on_upload = True` invalidates the caller's
+on the next n blob PUTs after reading half the body (`drop_blob[sha256] = n`: only that blob's); `revoke_on_upload = True` invalidates the caller's
 token at its first LFS-batch or commit call. Every request is logged without its Authorization header
 or cookies, so tests can also check what was (not) sent.
 
@@ -54,6 +54,7 @@ class Hub:
         self.blobs: dict[str, bytes] = {}
         self.log: list[dict] = []  # {"method", "path", "status", "bytes" (request body)}
         self.drop_puts = 0
+        self.drop_blob: dict[str, int] = {}  # sha256 -> how many of its next PUTs to drop
         self.revoke_on_upload = False  # the token dies at the first upload call (revoked mid-run)
         self.lock = threading.Lock()
 
@@ -151,8 +152,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, {"message": "no route"})
         size = int(self.headers.get("Content-Length") or 0)
         with self.hub.lock:
-            drop = self.hub.drop_puts > 0
-            if drop:
+            sha = m.group(1)
+            drop = self.hub.drop_puts > 0 or self.hub.drop_blob.get(sha, 0) > 0
+            if self.hub.drop_blob.get(sha, 0) > 0:
+                self.hub.drop_blob[sha] -= 1
+            elif drop:
                 self.hub.drop_puts -= 1
         if drop:
             self.rfile.read(size // 2)

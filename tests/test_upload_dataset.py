@@ -215,11 +215,20 @@ def test_dropped_connection_then_rerun_finishes(hub, prepared):
                                                                       dataset_card(prepared, repo="alice/flaky"))
 
 
-def test_one_dropped_put_is_retried_by_gwq(hub, prepared):
-    hub.state.drop_puts = 1
+def test_dropped_puts_beyond_the_sdk_retries_are_retried_by_gwq(hub, prepared):
+    # The SDK's own pass and its one retry round both lose this blob; gwq's second attempt delivers it.
+    import hashlib
+
+    sha = hashlib.sha256((prepared / "sft" / "val.jsonl").read_bytes()).hexdigest()
+    hub.state.drop_blob[sha] = 2
     res = upload(hub, prepared, "--repo", "alice/once", "--retries", "2", env=FAST)
     assert res.returncode == 0, res.stderr
-    assert len(hub.state.files("datasets", "alice/once")) == 6
+    assert hub.state.count("PUT", sha, "dropped") == 2 and hub.state.count("PUT", sha) == 1
+    assert hub.state.count("GET", "/users/me") == 2  # the up-front check and the probe before the retry
+    from gwq_data.card import dataset_card
+
+    assert hub.state.files("datasets", "alice/once") == expected_files(prepared,
+                                                                     dataset_card(prepared, repo="alice/once"))
 
 
 def test_dry_run_sends_nothing_and_stages_exactly_the_upload(hub, prepared, tmp_path):
