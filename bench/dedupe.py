@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     sub = [p for p in data.planted if p[1] < m]
     rows.append(run("datasketch per-doc loop", plain_datasketch, texts[:m], sub, cfg,
                     f"first {m:,} docs only; {args.n:,} would take ~{args.n / m:.0f}x longer"))
+    rows.append(run("gwq dedupe_texts", dedupe_texts, texts[:m], sub, one, f"same first {m:,} docs, workers=1"))
     rows.append(run("datasketch update_batch", lambda t, c: plain_datasketch(t, c, batch=True), texts[:m], sub, cfg,
                     f"same loop, update_batch per doc; first {m:,} docs"))
 

@@ -15,8 +15,9 @@ def test_bench_small_run(tmp_path, capsys):
     bench.main(["--n", "1500", "--baseline-n", "150", "--workers", "2", "--out", str(out)])
     data = json.loads(out.read_text("utf-8"))
     assert [r["method"] for r in data["rows"]] == ["gwq dedupe_texts", "gwq dedupe_texts", "datasketch per-doc loop",
-                                                   "datasketch update_batch"]
-    gwq, one, plain, batch = data["rows"]
+                                                   "gwq dedupe_texts", "datasketch update_batch"]
+    gwq, one, plain, subset, batch = data["rows"]
+    assert subset["docs"] == plain["docs"]
     assert plain["scores"] == batch["scores"]
     assert gwq["docs"] == one["docs"] == 1500 and plain["docs"] == 150
     # Same clusters whatever the worker count; both methods find the planted duplicates.
