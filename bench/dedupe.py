@@ -22,7 +22,6 @@ Recall and precision are against exact Jaccard of n-gram sets (see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -19,9 +19,11 @@ fmix of the n-gram hash, then ``a*h + b mod 2^32`` with datasketch's own
 permutation parameters for the seed). `shingle_hash` is the matching per-n-gram
 hash function, so ``MinHash(hashfunc=shingle_hash).update_batch(ngrams)`` gives
 the same signature (tests check this). Hashing runs in worker processes.
-Before the (per-text, Python-speed) LSH loop, a vectorised band pre-filter
-sets aside texts that share no LSH band with any other text: they can be
-nobody's candidate, so they are kept without touching the index.
+Before the (per-text, Python-speed) LSH loop, a vectorised look at the LSH bands
+finds which texts share a band with an earlier text (only those need a query)
+and with a later one (only those, if kept, need inserting); texts sharing no
+band with any other are kept without touching the index. The clusters are the
+same as querying and inserting everything (tested).
 
 >>> result = dedupe_texts(["我听说方圆十里", "我聽說，方圓十里！", "别的"], DedupeConfig())
 >>> result.keep, result.clusters[0].kind
