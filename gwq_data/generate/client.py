@@ -130,8 +130,6 @@ class Client:
             await self._rpm.acquire(1)
         if self._tpm:
             await self._tpm.acquire(min(max(est_tokens, 1), self.config.tpm))
-        from openai.types.chat import ChatCompletion
-
         body = {"model": self.config.model, "messages": messages}
         body |= {k: v for k, v in self.config.params.items() if v is not None}
         if self.config.json_mode:
@@ -139,9 +137,10 @@ class Client:
         try:
             # The SDK's documented raw `post` rather than chat.completions.create: create() walks
             # every message through its TypedDict transform, ~3 ms of CPU for a few-shot prompt,
-            # more than everything else here together. post() keeps the SDK's retries, backoff,
-            # timeouts, auth, error types and ChatCompletion parsing.
-            result = await self.sdk.post("/chat/completions", cast_to=ChatCompletion, body=body)
+            # more than everything else here together; a plain dict result also skips building
+            # pydantic models for the three fields we read. post() keeps the SDK's retries,
+            # backoff, timeouts, auth and error types.
+            result = await self.sdk.post("/chat/completions", cast_to=dict, body=body)
         except openai.BadRequestError as e:
             if self.config.json_mode and "response_format" in str(e):
                 self.config.json_mode = False  # this server can't do JSON mode; the prompt asks for JSON anyway
@@ -163,14 +162,18 @@ class Client:
             raise AttemptError("api_error", self.redact(_short(e))) from None
         except Exception as e:  # a 200 whose body is not JSON, or JSON of another shape
             return self._not_openai(f"{type(e).__name__}: {_short(e)}")
-        choices = getattr(result, "choices", None)
-        if not choices or getattr(choices[0], "message", None) is None:
-            return self._not_openai(f"got {str(result)[:80]!r}")
+        try:
+            choice = result["choices"][0]
+            content, finish = choice["message"].get("content") or "", choice.get("finish_reason")
+            if not isinstance(content, str):
+                raise TypeError(f"message.content is {type(content).__name__}")
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            return self._not_openai(f"no choices[0].message.content ({type(e).__name__}: {str(e)[:60]}) in {str(result)[:80]!r}")
         self.verified = True
-        usage = getattr(result, "usage", None)
-        return Completion(content=choices[0].message.content or "", finish_reason=choices[0].finish_reason,
-                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+        return Completion(content=content, finish_reason=finish if isinstance(finish, str) else None,
+                          prompt_tokens=_count(usage.get("prompt_tokens")),
+                          completion_tokens=_count(usage.get("completion_tokens")),
                           created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def _not_openai(self, detail: str):
@@ -210,6 +213,10 @@ class Client:
 
     async def close(self) -> None:
         await self.sdk.close()
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _root(e: BaseException) -> BaseException:
