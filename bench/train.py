@@ -69,6 +69,21 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def run_group(cmd: list[str], env: dict, timeout: float) -> tuple:
+    """Run cmd in its own process group; on timeout kill the whole group (gwq-align's ms-swift child too)."""
+    import signal
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return "timeout", out
+
+
 def rate(run_dir: Path, warmup: int, samples_per_step: int) -> dict:
     """Steady-state numbers from logging.jsonl (logging_steps=1)."""
     rows = [json.loads(x) for x in (run_dir / "logging.jsonl").read_text().splitlines() if x.strip()]
@@ -93,8 +108,9 @@ def rate(run_dir: Path, warmup: int, samples_per_step: int) -> dict:
 
 def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list[dict]:
     gwq = [sys.executable, "-c", "from gwq_align.cli import app; app()"]
+    # Bench-only settings that change no numerics: log every step, never save, tokenize in parallel.
     common = ["--model", model, "--dataset", data, "--set", "logging_steps=1", "--set", "save_steps=100000",
-              "--set", "eval_strategy=no", "--no-resume", "-q"]
+              "--set", "eval_strategy=no", "--set", "dataset_num_proc=8", "--no-resume", "-q"]
     tutorial = ["--model_type", "qwen2", "--template", "qwen2_5", "--tuner_type", "lora", "--lora_rank", "8",
                 "--lora_alpha", "32", "--lora_dropout", "0.05", "--target_modules", "all-linear", "--learning_rate", "5e-5",
                 "--num_train_epochs", "1", "--max_length", "1024", "--per_device_train_batch_size", "1",
@@ -106,6 +122,7 @@ def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list
          "cmd": [sys.executable, "-m", "swift.cli.sft", "--model", model, "--dataset", data, *tutorial,
                  "--logging_steps", "1", "--max_steps", str(steps["seed"]), "--output_dir", str(work / "a"),
                  "--add_version", "false", "--check_model", "false", "--report_to", "none", "--split_dataset_ratio", "0",
+                 "--dataset_num_proc", "8",
                  "--include_num_input_tokens_seen", "true"], "dir": work / "a"},
         {"name": "b_gwq_seed", "kind": "sft", "ckpt": True, "spb": 16,
          "cmd": gwq + ["sft", *common, "--recipe", "seed", "--max-steps", str(steps["seed"]), "--output-dir", str(work / "b")],
@@ -149,6 +166,9 @@ def main() -> None:
     ap.add_argument("--nproc", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=300, help="seconds per variant")
     ap.add_argument("--deadline", type=float, default=0, help="stop starting variants after this many seconds")
+    ap.add_argument("--hard-deadline", type=float, default=0, help="cut the running variant at this many seconds")
+    ap.add_argument("--try", dest="tries", action="append", default=[],
+                    help="extra variant NAME:BASE:key=value,key=value (BASE a variant name), e.g. c_nodrop:c_gwq_fast:lora_dropout=0")
     ap.add_argument("--tails", default="", help="append each variant's last log lines here")
     args = ap.parse_args()
     t_start = time.time()
@@ -158,22 +178,23 @@ def main() -> None:
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1",
                       NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1")
 
-    from gwq_align import tiny
-    from gwq_align.runrecord import hardware, versions
+    from gwq_align.runrecord import versions
 
+    # GPU work happens in child processes only, so this one holds no CUDA memory during the runs.
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
         t = time.time()
-        if args.tiny:
-            tiny.build_tiny_model(model_dir)
-        else:
-            tiny.build_model(model_dir, tiny.qwen2_7b_config(), device="cuda")
+        build = ("build_tiny_model(Path(d))" if args.tiny else
+                 "build_model(Path(d), qwen2_7b_config(), device='cuda')")
+        subprocess.run([sys.executable, "-c", f"from pathlib import Path; from gwq_align.tiny import *; d={str(model_dir)!r}; "
+                        + build], cwd=REPO, check=True)
         print(f"built {model_dir} in {time.time() - t:.1f}s", flush=True)
+    hw = json.loads(subprocess.check_output([sys.executable, "-c", "import json; from gwq_align.runrecord import hardware; "
+                                             "print(json.dumps(hardware()))"], cwd=REPO, text=True))
     data = work / "dialogues.jsonl"
     rows = make_rows(args.rows)
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
-    hw = hardware()
     card = (hw["gpu_name"] or "cpu").replace("NVIDIA ", "").replace(" ", "-")
     n_params = flops_params(str(model_dir))
     result = {"bench": "train", "card": hw["gpu_name"] or "cpu", "hardware": hw, "versions": versions(),
@@ -183,9 +204,21 @@ def main() -> None:
     out = Path(args.out_dir) / f"train-{card}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     only = [x for x in args.only.split(",") if x]
-    for v in variants(str(model_dir), str(data), steps, work, args.nproc):
-        if only and not any(v["name"].startswith(o) for o in only):
-            continue
+    todo = variants(str(model_dir), str(data), steps, work, args.nproc)
+    for spec in args.tries:
+        name, base, sets = spec.split(":", 2)
+        v = dict(next(x for x in todo if x["name"] == base), name=name, dir=work / name)
+        v["cmd"] = [str(work / name) if c == str(work / base[0]) else c for c in v["cmd"]]
+        for kv in filter(None, sets.split(",")):
+            v["cmd"] += ["--set", kv]
+            if kv.startswith("gradient_checkpointing="):
+                v["ckpt"] = kv.endswith("true")
+            if kv.startswith(("per_device_train_batch_size=", "gradient_accumulation_steps=")):
+                raise SystemExit("--try keeps the base's batch (samples/s is computed from it)")
+        todo.append(v)
+    if only:  # run in the order given, so the most wanted numbers come first
+        todo = [v for o in only for v in todo if v["name"].startswith(o)]
+    for v in todo:
         if args.deadline and time.time() - t_start > args.deadline:
             result["results"].append({"name": v["name"], "error": "skipped: bench deadline reached"})
             continue
@@ -195,11 +228,13 @@ def main() -> None:
             cmd = [("float32" if c == "bfloat16" else c) for c in cmd]
         print(f"== {v['name']}: {shlex.join(cmd)}", flush=True)
         t = time.time()
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-            code, log = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as e:
-            code, log = "timeout", (e.stdout or b"").decode(errors="replace") + (e.stderr or b"").decode(errors="replace")
+        timeout = args.timeout
+        if args.hard_deadline:
+            timeout = max(30, min(timeout, int(args.hard_deadline - (time.time() - t_start))))
+        # One GPU unless the variant is the data-parallel one: with several GPUs visible and no
+        # torchrun, ms-swift would split the model across them (device_map), not what we measure.
+        gpus = ",".join(str(i) for i in range(args.nproc)) if v["name"].startswith("f_") else "0"
+        code, log = run_group(cmd, dict(os.environ, CUDA_VISIBLE_DEVICES=gpus), timeout)
         entry = {"name": v["name"], "kind": v["kind"], "wall_s": round(time.time() - t, 1), "exit": code,
                  "command": shlex.join(cmd)}
         try:
@@ -209,7 +244,8 @@ def main() -> None:
         if entry.get("tokens_per_s"):
             per_token = (4 + (2 if v["ckpt"] else 0)) + (2 if v["kind"] == "dpo" else 0)
             entry["flops_per_token"] = f"{per_token}N"
-            entry["mfu"] = round(entry["tokens_per_s"] * per_token * n_params / (PEAK_TFLOPS * 1e12), 4)
+            gpus_used = args.nproc if v["name"].startswith("f_") else 1
+            entry["mfu"] = round(entry["tokens_per_s"] * per_token * n_params / (gpus_used * PEAK_TFLOPS * 1e12), 4)
         if code != 0:
             entry["log_tail"] = log.splitlines()[-15:]
         if args.tails:
