@@ -1,0 +1,138 @@
+"""gwq-align's plumbing without training: recipes, dataset resolution, run-record parsing, argv building."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gwq_align import data, recipes, runrecord, train
+from gwq_data.errors import UsageError
+
+ROW = {"messages": [{"role": "user", "content": "问"}, {"role": "assistant", "content": "嗟乎！答也。"}],
+       "rejected_response": "答。"}
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def test_seed_recipe_is_the_tutorial():
+    args = recipes.resolve("sft", "seed")
+    assert {k: args[k] for k in ("tuner_type", "lora_rank", "lora_alpha", "lora_dropout", "target_modules",
+                                 "learning_rate", "num_train_epochs", "max_length", "per_device_train_batch_size",
+                                 "gradient_accumulation_steps", "warmup_ratio", "max_grad_norm", "gradient_checkpointing",
+                                 "eval_steps", "save_steps", "save_total_limit", "logging_steps")} == {
+        "tuner_type": "lora", "lora_rank": 8, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
+        "learning_rate": 5e-5, "num_train_epochs": 1, "max_length": 1024, "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": 16, "warmup_ratio": 0.03, "max_grad_norm": 1.0, "gradient_checkpointing": True,
+        "eval_steps": 100, "save_steps": 100, "save_total_limit": 2, "logging_steps": 10}
+
+
+def test_fast_keeps_seed_numerics_and_effective_batch():
+    seed, fast = recipes.resolve("sft", "seed"), recipes.resolve("sft", "fast")
+    for key in ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "num_train_epochs", "max_length", "warmup_ratio"):
+        assert fast[key] == seed[key], key
+    assert (fast["per_device_train_batch_size"] * fast["gradient_accumulation_steps"]
+            == seed["per_device_train_batch_size"] * seed["gradient_accumulation_steps"])
+    dpo = recipes.resolve("dpo", "seed")
+    assert (dpo["rlhf_type"], dpo["beta"], dpo["rpo_alpha"], dpo["loss_type"]) == ("dpo", 0.1, 1.0, "sigmoid")
+
+
+def test_precedence_recipe_then_config_then_flags(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 1.0e-4\nlora_rank: 16\n")
+    args = recipes.resolve("sft", "seed", config=config, overrides={"lora_rank": 32})
+    assert (args["learning_rate"], args["lora_rank"], args["lora_alpha"]) == (1e-4, 32, 32)
+    assert recipes.parse_set(["weight_decay=0.0", "target_modules=[q_proj, v_proj]", "packing=true"]) == {
+        "weight_decay": 0.0, "target_modules": ["q_proj", "v_proj"], "packing": True}
+    with pytest.raises(UsageError, match="expected key=value"):
+        recipes.parse_set(["nonsense"])
+    with pytest.raises(UsageError, match="unknown recipe 'turbo' for sft; choose one of: cpu-tiny, fast, seed"):
+        recipes.resolve("sft", "turbo")
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        recipes.resolve("sft", "seed", config=tmp_path / "bad.yaml")
+
+
+def test_prepared_dir_and_plain_jsonl(tmp_path):
+    prepared = tmp_path / "prepared"
+    write_jsonl(prepared / "sft" / "train.jsonl", [ROW] * 3)
+    write_jsonl(prepared / "sft" / "val.jsonl", [ROW])
+    write_jsonl(prepared / "dpo" / "train.jsonl", [ROW] * 2)
+    (prepared / "dpo" / "val.jsonl").write_text("")  # an empty val split is no val split
+    sft = data.resolve("sft", prepared)
+    assert (sft.train, sft.val) == (prepared / "sft/train.jsonl", prepared / "sft/val.jsonl")
+    dpo = data.resolve("dpo", prepared)
+    assert (dpo.train, dpo.val) == (prepared / "dpo/train.jsonl", None)
+    files = data.check("sft", sft)
+    assert [(f["split"], f["rows"]) for f in files] == [("train", 3), ("val", 1)]
+    assert files[0]["sha256"] == data.sha256(prepared / "sft/train.jsonl")
+    with pytest.raises(UsageError, match="no dpo/train.jsonl inside"):
+        data.resolve("dpo", tmp_path)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("{not json", ":2: invalid_json"),
+    ({"conversations": []}, ":2: no_messages"),
+    ({"messages": [{"role": "user", "content": "only a question"}]}, ":2: no_assistant"),
+    ({"messages": [{"role": "narrator", "content": "x"}]}, ":2: bad_message: messages\\[0\\]"),
+])
+def test_bad_rows_are_named_by_file_and_line(tmp_path, bad, message):
+    path = write_jsonl(tmp_path / "d.jsonl", [ROW, bad, bad])
+    with pytest.raises(UsageError, match=message + r".*\(and 1 more bad rows\)"):
+        data.check_file("sft", path)
+
+
+def test_dpo_rows_need_a_rejected_response(tmp_path):
+    no_rejected = {"messages": ROW["messages"]}
+    path = write_jsonl(tmp_path / "d.jsonl", [ROW, no_rejected])
+    assert data.check_file("sft", path)["rows"] == 2
+    with pytest.raises(UsageError, match=r"d.jsonl:2: no_rejected_response"):
+        data.check_file("dpo", path)
+
+
+def test_metrics_and_throughput_from_swift_log(tmp_path):
+    rows = [
+        {"loss": 2.0, "num_input_tokens_seen": 100, "global_step/max_steps": "1/4", "memory(GiB)": 10.5},
+        {"loss": 1.5, "num_input_tokens_seen": 200, "global_step/max_steps": "2/4", "memory(GiB)": 11.0},
+        {"eval_loss": 1.7, "global_step/max_steps": "2/4"},
+        {"loss": 1.2, "rewards/margins": 0.4, "num_input_tokens_seen": 300, "global_step/max_steps": "4/4"},
+        {"eval_loss": 1.8, "global_step/max_steps": "4/4"},
+        {"train_runtime": 10.0, "train_samples_per_second": 3.2, "train_loss": 1.6, "num_input_tokens_seen": 300},
+    ]
+    write_jsonl(tmp_path / "logging.jsonl", rows + ['{"loss": 1.1, "cut sho'])
+    parsed = runrecord.log_rows(tmp_path)
+    m = runrecord.metrics(parsed)
+    assert m["final"]["loss"] == 1.2 and m["final"]["eval_loss"] == 1.8 and m["final"]["step"] == 4
+    assert m["final"]["rewards/margins"] == 0.4
+    assert m["best"] == {"eval_loss": 1.7, "step": 2}
+    t = runrecord.throughput(parsed, start_tokens=100)
+    assert t == {"tokens_seen": 300, "tokens_per_s": 20.0, "samples_per_s": 3.2, "peak_memory_gib": 11.0}
+
+
+def test_checkpoints_and_adapter_path(tmp_path):
+    for step in (10, 2, 7):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-99").mkdir()  # still being saved: no trainer_state.json
+    assert [p.name for p in runrecord.checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-7", "checkpoint-10"]
+    runrecord.write(tmp_path, {"status": "failed", "adapter": None, "command": "gwq-align sft ..."})
+    with pytest.raises(UsageError, match="run status is 'failed'.*rerun its command: gwq-align sft"):
+        runrecord.adapter_path(tmp_path)
+    runrecord.write(tmp_path, {"status": "succeeded", "adapter": "checkpoint-10"})
+    assert runrecord.adapter_path(tmp_path) == (tmp_path / "checkpoint-10").resolve()
+
+
+def test_argv_and_equivalent_swift_command(tmp_path):
+    assert train.to_cli({"a": True, "b": False, "c": [1, "x"], "d": None, "e": 5e-5}) == [
+        "--a", "true", "--b", "false", "--c", "1", "x", "--e", "5e-05"]
+    job = train.Job("dpo", "m", tmp_path, tmp_path / "out", nproc_per_node=2)
+    argv, plain = train.commands(job, {"model": "m", "hub_token": "sk-secret", "beta": 0.1})
+    assert argv[1:6] == ["-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "gwq_align.swift_entry"]
+    assert argv[6:] == ["rlhf", "--model", "m", "--hub_token", "sk-secret", "--beta", "0.1"]
+    assert plain == "NPROC_PER_NODE=2 swift rlhf --model m --hub_token '***' --beta 0.1"
+    assert runrecord.redact({"hub_token": "x", "include_num_input_tokens_seen": True}) == {
+        "hub_token": "***", "include_num_input_tokens_seen": True}
