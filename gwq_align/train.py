@@ -15,6 +15,7 @@ torchrun untouched), hyperparameter search.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -109,6 +110,9 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
         fixed["deepspeed"] = job.deepspeed
     args = {**model.swift_args(), **args, **fixed}
     args.setdefault("report_to", "none")
+    if args.get("use_liger_kernel") and importlib.util.find_spec("liger_kernel") is None:
+        raise UsageError(f"recipe {job.recipe!r} uses liger-kernel (CUDA only): pip install liger-kernel (gwq's gpu extra), "
+                         "or pass --set use_liger_kernel=false")
 
     latest = runrecord.checkpoints(job.output_dir)[-1] if job.resume and job.output_dir.exists() else None
     if latest is not None:
