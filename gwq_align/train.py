@@ -114,7 +114,12 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
         raise UsageError(f"recipe {job.recipe!r} uses liger-kernel (CUDA only): pip install liger-kernel (gwq's gpu extra), "
                          "or pass --set use_liger_kernel=false")
 
-    latest = runrecord.checkpoints(job.output_dir)[-1] if job.resume and job.output_dir.exists() else None
+    if (job.output_dir / runrecord.FILE).is_file():
+        previous = runrecord.read(job.output_dir)
+        if previous.get("kind") != job.kind:
+            raise UsageError(f"{job.output_dir} holds a {previous.get('kind')} run; choose another --output-dir")
+    found = runrecord.checkpoints(job.output_dir) if job.resume and job.output_dir.exists() else []
+    latest = found[-1] if found else None
     if latest is not None:
         args["resume_from_checkpoint"] = str(latest.resolve())
     return args, dataset_files, model, latest

@@ -172,6 +172,10 @@ def test_bad_inputs_give_one_line(tiny_model, toy_pairs, tmp_path):
         (["sft", "--model", tiny_model, "--dataset", toy_pairs, "--recipe", "nope"], "unknown recipe 'nope'"),
         (["dpo", "--model", tiny_model, "--dataset", toy_pairs, "--from-sft", tmp_path], "no gwq_run.json"),
     ]
+    (tmp_path / "sft_run").mkdir()
+    (tmp_path / "sft_run" / "gwq_run.json").write_text('{"kind": "sft", "status": "succeeded"}')
+    out = align("dpo", "--model", tiny_model, "--dataset", toy_pairs, "--output-dir", tmp_path / "sft_run", check=False)
+    assert out.returncode == 2 and "holds a sft run; choose another --output-dir" in out.stderr
     for args, message in cases:
         out = align(*args, "--output-dir", tmp_path / "run", check=False)
         lines = [x for x in out.stderr.splitlines() if x.strip()]
