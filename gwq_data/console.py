@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -39,7 +40,9 @@ def print_table(table: Table) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one error stays one line (greppable, copy-pastable) whatever the terminal width;
+    # escape: paths and messages may hold [brackets] that rich would read as markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
