@@ -166,20 +166,27 @@ def _format(files: dict) -> str:
     return text
 
 
+BASE_MODEL = "Qwen/Qwen2-7B-Instruct"  # the tutorial's base model
+
+
 def _training(repo: str, files: dict) -> str:
+    # The commands follow the tutorial (Qwen2-7B-Instruct, LoRA r8/alpha 32, lr 5e-5, 1 epoch, batch 1 x 16),
+    # i.e. gwq-align's `seed` and `dpo-seed` recipes, so the card and `gwq-align` agree.
     dpo = any(k.startswith("dpo/") for k in files)
+    lora = "--tuner_type lora --target_modules all-linear --lora_rank 8 --lora_alpha 32"
     text = ("## Train on it\n\nWith ms-swift (LoRA SFT, then DPO on the pairs):\n\n```bash\n"
-            f"swift sft --model Qwen/Qwen2.5-0.5B-Instruct --tuner_type lora --target_modules all-linear \\\n"
-            f"    --dataset {repo} --num_train_epochs 3 --learning_rate 1e-4 --max_length 1024\n")
+            f"swift sft --model {BASE_MODEL} {lora} \\\n"
+            f"    --dataset {repo} --learning_rate 5e-5 --num_train_epochs 1 --max_length 1024 \\\n"
+            "    --per_device_train_batch_size 1 --gradient_accumulation_steps 16 --gradient_checkpointing true\n")
     if dpo:
-        text += (f"swift rlhf --rlhf_type dpo --model Qwen/Qwen2.5-0.5B-Instruct --tuner_type lora \\\n"
-                 f"    --dataset {repo}:dpo --beta 0.1\n")
+        text += (f"swift rlhf --rlhf_type dpo --model {BASE_MODEL} {lora} \\\n"
+                 f"    --dataset {repo}:dpo --beta 0.1 --rpo_alpha 1.0 --learning_rate 5e-5 --num_train_epochs 1\n")
     local = f"data/{repo.split('/', 1)[1]}"
     text += ("```\n\nWith gwq, which records each run (`gwq_run.json`) for its model card:\n\n```bash\n"
              f"modelscope download --dataset {repo} --local_dir {local}\n"
-             f"gwq-align sft --model Qwen/Qwen2.5-0.5B-Instruct --dataset {local} --output-dir runs/sft --recipe seed\n")
+             f"gwq-align sft --model {BASE_MODEL} --dataset {local} --output-dir runs/sft --recipe seed\n")
     if dpo:
-        text += (f"gwq-align dpo --model Qwen/Qwen2.5-0.5B-Instruct --dataset {local} --output-dir runs/dpo "
+        text += (f"gwq-align dpo --model {BASE_MODEL} --dataset {local} --output-dir runs/dpo "
                  f"--from-sft runs/sft\n")
     return text + "```\n"
 
