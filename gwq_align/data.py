@@ -14,13 +14,12 @@ many), hub dataset ids.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from gwq_data.errors import UsageError
-from gwq_data.jsonl import BadLine, read_rows
+from gwq_data.jsonl import BadLine, file_sha256, read_rows
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -90,7 +89,7 @@ def check_file(kind: str, path: Path) -> dict:
         raise UsageError(first + more)
     if rows == 0:
         raise UsageError(f"{path}: no rows; nothing to train on")
-    return {"path": str(path), "sha256": sha256(path), "rows": rows}
+    return {"path": str(path), "sha256": file_sha256(path), "rows": rows}
 
 
 def check(kind: str, files: DatasetFiles) -> list[dict]:
@@ -98,9 +97,3 @@ def check(kind: str, files: DatasetFiles) -> list[dict]:
     return [dict(check_file(kind, path), split=split) for split, path in files.items()]
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

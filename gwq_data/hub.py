@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gwq_data.errors import GwqError, UsageError
+from gwq_data.jsonl import file_sha256
 
 TOKEN_HELP = ("create one at https://modelscope.cn/my/myaccesstoken, then `export {env}=...` "
               "(or run `modelscope login --token ...` once)")
@@ -114,7 +115,7 @@ def stage(upload: Upload, dest: Path) -> list[Staged]:
             shutil.copyfile(src, target)
         else:
             target.write_bytes(src.encode("utf-8") if isinstance(src, str) else src)
-        digest = _sha256(target)
+        digest = file_sha256(target)
         # A content fingerprint as mtime: the SDK's resume key (path, mtime, size) then changes iff content does.
         stamp = 1_000_000_000 + int(digest[:7], 16)
         os.utime(target, (stamp, stamp))
@@ -290,12 +291,6 @@ def _tracker_path(upload: Upload, user: str) -> Path:
     return base / f"{upload.repo_type}-{upload.repo.replace('/', '__')}-{key}.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

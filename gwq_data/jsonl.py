@@ -17,6 +17,7 @@ What it leaves out: streaming of lines larger than memory, compression.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -145,3 +146,9 @@ def append_line(f: IO[str], obj: Any) -> None:
     f.write(dumps(obj) + "\n")
     f.flush()
     os.fsync(f.fileno())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (for run records, stats and upload change detection)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

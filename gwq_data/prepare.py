@@ -30,7 +30,7 @@ from typing import Callable
 
 from gwq_data import __version__, tokens
 from gwq_data.convert import dataset_info_entry, dpo_pairs, llamafactory_dpo, swift_dpo, swift_sft
-from gwq_data.jsonl import dumps, reject_record, write_json, write_jsonl, write_text
+from gwq_data.jsonl import dumps, file_sha256, reject_record, write_json, write_jsonl, write_text
 from gwq_data.load import Loaded, load
 from gwq_data.records import Limits
 from gwq_data.stats import _table, describe, markdown
@@ -113,9 +113,7 @@ def _dedupe(loaded: list[Loaded], cfg: PrepareConfig) -> tuple[list[Loaded], lis
 
 
 def _file_info(path: Path, rows: int) -> dict:
-    with open(path, "rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest()
-    return {"path": str(path), "sha256": sha, "rows": rows}
+    return {"path": str(path), "sha256": file_sha256(path), "rows": rows}
 
 
 def prepare(paths: list[Path], cfg: PrepareConfig = PrepareConfig(),

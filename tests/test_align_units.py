@@ -7,6 +7,7 @@ import pytest
 
 from gwq_align import data, recipes, runrecord, train
 from gwq_data.errors import UsageError
+from gwq_data.jsonl import file_sha256
 
 ROW = {"messages": [{"role": "user", "content": "问"}, {"role": "assistant", "content": "嗟乎！答也。"}],
        "rejected_response": "答。"}
@@ -69,7 +70,7 @@ def test_prepared_dir_and_plain_jsonl(tmp_path):
     assert (dpo.train, dpo.val) == (prepared / "dpo/train.jsonl", None)
     files = data.check("sft", sft)
     assert [(f["split"], f["rows"]) for f in files] == [("train", 3), ("val", 1)]
-    assert files[0]["sha256"] == data.sha256(prepared / "sft/train.jsonl")
+    assert files[0]["sha256"] == file_sha256(prepared / "sft/train.jsonl")
     with pytest.raises(UsageError, match="no dpo/train.jsonl inside"):
         data.resolve("dpo", tmp_path)
 

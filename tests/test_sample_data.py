@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import DATA
-from gwq_data.load import Loaded, load, split_loaded
+from gwq_data.load import load, split_loaded
 from gwq_data.tokens import count_tokens
 from gwq_data.tone import score
 
