@@ -116,7 +116,7 @@ def test_faults_retries_every_row_exactly_once_and_the_key_never_leaks(tmp_path,
         assistant = [m for m in r["messages"] if m["role"] == "assistant"]
         assert all(m["original"] and m["content"].startswith("我听说") and m["original"] in m["content"] for m in assistant)
         meta = r["meta"]
-        assert set(meta) == {"source", "generator", "prompt", "prompt_hash", "params", "usage", "created_at"}
+        assert set(meta) == {"source", "input_sha", "generator", "prompt", "prompt_hash", "params", "usage", "created_at"}
         assert (meta["generator"], meta["prompt"], meta["prompt_hash"]) == ("fake-model", "translation_tone", p.hash)
         assert meta["params"] == {"temperature": 0.7, "seed": None} and meta["usage"]["prompt_tokens"] > 0
         assert meta["created_at"].endswith("Z")
@@ -344,3 +344,19 @@ def test_synthesize_rejects_carry_topic_and_index_and_resume_by_them(tmp_path, s
     sent = len(server.bodies())
     again = generate(*args)
     assert again.returncode == 1 and len(server.bodies()) == sent and cell(again.stdout, "already done (resumed)") == "4"
+
+
+def test_resume_matches_rows_by_content_and_refuses_an_edited_input(tmp_path, server):
+    src, out = write_rows(tmp_path / "in.jsonl", ["", "", ""]), tmp_path / "out.jsonl"
+    assert generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url).returncode == 0
+    sent, before = len(server.bodies()), out.read_bytes()
+    # The same file under another path: nothing is redone or duplicated.
+    same = generate("--input", src.resolve(), "--out", out, "--model", "fake-model", "--base-url", server.base_url,
+                    "--cache", tmp_path / "other.sqlite")
+    assert same.returncode == 0 and len(server.bodies()) == sent and out.read_bytes() == before
+    # A row inserted at the top moves every line: refuse rather than skip the new row and repeat the last one.
+    lines = src.read_text("utf-8").splitlines()
+    src.write_text("\n".join([json.dumps({"query": "新问题", "response": "新回答：先读书。"}, ensure_ascii=False)] + lines) + "\n", "utf-8")
+    edited = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
+    assert edited.returncode == 2 and "the input changed" in " ".join(edited.stderr.split())
+    assert out.read_bytes() == before and len(server.bodies()) == sent

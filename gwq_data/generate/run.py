@@ -18,6 +18,7 @@ What it leaves out: several input files per run, streaming, batch APIs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import time
@@ -59,6 +60,11 @@ class Job:
     topic: str | None = None       # synthesize: topic, dialogue number on it, turns
     index: int = 0
     turns: int = 0
+    fingerprint: str = ""          # what the row asks for; resume checks it against what the journals hold
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(dumps(obj).encode("utf-8")).hexdigest()[:16]
 
 
 class BudgetReached(Exception):
@@ -108,12 +114,17 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._cut_torn_tail()
         self.keys: set[str] = set()
+        self.shas: dict[str, str] = {}    # key -> input fingerprint, for rows that carry one
         self.makers: Counter = Counter()  # (generator, prompt_hash) of rows already there
         if path.exists():
             for row in read_rows(path):
                 if not isinstance(row, BadLine) and isinstance(row.data, dict) and self.key_fn(row.data):
-                    self.keys.add(self.key_fn(row.data))
-                    meta = row.data.get("meta") or {}
+                    key = self.key_fn(row.data)
+                    self.keys.add(key)
+                    meta = row.data.get("meta") if isinstance(row.data.get("meta"), dict) else {}
+                    sha = meta.get("input_sha") or row.data.get("input_sha")
+                    if sha:
+                        self.shas[key] = sha
                     self.makers[(meta.get("generator"), meta.get("prompt_hash"))] += 1
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -140,6 +151,7 @@ class Journal:
                 f.writelines(dumps(r) + "\n" for r in keep)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.keys = {self.key_fn(r) for r in keep}
+            self.shas = {k: v for k, v in self.shas.items() if k in self.keys}
         return len(rows) - len(keep)
 
     def append(self, key: str, obj: dict) -> None:
@@ -181,7 +193,7 @@ class Runner:
                           "they are kept and skipped. Use a new --out to redo them with this one.", highlight=False)
         self.cache = Cache(cfg.cache)
         order = {j.key: j.order for j in jobs} | {reject_key(r): r["line"] for r in input_rejects}
-        todo = [j for j in jobs if j.key not in self.out.keys and j.key not in self.rej.keys]
+        todo = self._todo(jobs)
         for r in input_rejects:
             if reject_key(r) not in self.rej.keys:
                 self.rej.append(reject_key(r), r)
@@ -328,6 +340,22 @@ class Runner:
         record = {"id": f"{Path(job.source).stem}-{job.line}-{job.index}", "messages": out_msgs, "meta": self._meta(job, usage)}
         self._finish(job, record)
 
+    def _todo(self, jobs: list[Job]) -> list[Job]:
+        """Jobs not yet in OUT or the rejects file. A row counts as done by its place (file:line) or,
+        when the input was given under another path, by its content; a row whose place is done but
+        whose content changed means the input was edited under a journal, which we refuse."""
+        done_shas = set(self.out.shas.values()) | set(self.rej.shas.values())
+        todo = []
+        for j in jobs:
+            stored = self.out.shas.get(j.key) or self.rej.shas.get(j.key)
+            if stored and j.fingerprint and stored != j.fingerprint:
+                raise UsageError(f"{j.source}:{j.line} is not the row {self.cfg.out} was made from (the input changed "
+                                 "since); write to a new --out, or restore the input file")
+            if j.key in self.out.keys or j.key in self.rej.keys or (j.fingerprint and j.fingerprint in done_shas):
+                continue
+            todo.append(j)
+        return todo
+
     def _finish(self, job: Job, record: dict) -> None:
         problems = []
         k = 0
@@ -344,11 +372,12 @@ class Runner:
     def _reject(self, job: Job, reason: str, detail: str, data: dict) -> None:
         if job.topic is not None:
             data = {"topic": job.topic, "index": job.index} | data
-        self.rej.append(job.key, reject_record(job.source, job.line, reason, detail, data=data))
+        self.rej.append(job.key, {**reject_record(job.source, job.line, reason, detail, data=data),
+                                  "input_sha": job.fingerprint})
         self.stats.rejects[reason] += 1
 
     def _meta(self, job: Job, usage: dict) -> dict:
-        return {"source": job.key, "generator": self.cfg.client.model, "prompt": self.prompt.name,
+        return {"source": job.key, "input_sha": job.fingerprint, "generator": self.cfg.client.model, "prompt": self.prompt.name,
                 "prompt_hash": self.prompt.hash, "params": self.meta_params,
                 "usage": {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]},
                 "created_at": usage["created_at"]}
@@ -376,7 +405,8 @@ def rewrite_jobs(path: Path, limit: int | None, max_input_tokens: int) -> tuple[
         if limit is not None and len(jobs) + len(bad) >= limit:
             break
         if isinstance(item, Loaded):
-            jobs.append(Job(f"{item.source}:{item.line}", item.line, item.source, item.line, record=item.record))
+            jobs.append(Job(f"{item.source}:{item.line}", item.line, item.source, item.line, record=item.record,
+                            fingerprint=fingerprint(item.record["messages"])))
         else:
             bad.append(item)
     return jobs, bad
@@ -405,5 +435,6 @@ def synthesize_jobs(topics: Path, num: int, turns: int) -> list[Job]:
     for i in range(num):
         line, topic = found[i % len(found)]
         index = i // len(found) + 1
-        jobs.append(Job(f"{topics}:{line}#{index}", i, str(topics), line, topic=topic, index=index, turns=turns))
+        jobs.append(Job(f"{topics}:{line}#{index}", i, str(topics), line, topic=topic, index=index, turns=turns,
+                        fingerprint=fingerprint([topic, index, turns])))
     return jobs
