@@ -55,6 +55,9 @@ def cli_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except GwqError as e:
             raise fail(str(e), e.exit_code) from None
+        except OSError as e:  # an output path that is a directory, a full disk, no permission...
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(f"{where}{e.strerror or e}", 1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: outputs are written atomically; run the same command again to resume.")
             raise typer.Exit(130) from None

@@ -20,12 +20,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -86,6 +88,16 @@ def read_rows(path: str | os.PathLike) -> Iterator[Row | BadLine]:
             except json.JSONDecodeError as e:
                 yield BadLine(source, lineno, "invalid_json", f"column {e.colno}: {e.msg}", text)
                 continue
+            except RecursionError:
+                yield BadLine(source, lineno, "invalid_json", "nested too deeply", text[:1000])
+                continue
+            # A "\ud800" escape parses to a lone surrogate that no UTF-8 writer can write back.
+            if _SURROGATE_ESCAPE.search(text):
+                try:
+                    dumps(data).encode("utf-8")
+                except UnicodeEncodeError as e:
+                    yield BadLine(source, lineno, "invalid_unicode", f"lone surrogate {e.object[e.start]!r} (a broken \\u escape)", text)
+                    continue
             yield Row(source, lineno, data)
 
 

@@ -58,6 +58,16 @@ def load(paths: Iterable[str | Path], limits: Limits | None = None, *, checks: b
                 yield Loaded(row.source, row.line, record)
 
 
+def refuse_overwriting_inputs(inputs: Iterable[str | Path], *outputs: str | Path | None) -> None:
+    """Outputs are written atomically over their targets, so an output that IS an input would replace it."""
+    from gwq_data.errors import UsageError
+
+    sources = {Path(p).resolve() for p in inputs}
+    for out in outputs:
+        if out is not None and Path(out).resolve() in sources:
+            raise UsageError(f"{out} is also an input; write outputs to another path so no input is lost")
+
+
 def split_loaded(items: Iterable[Loaded | dict]) -> tuple[list[Loaded], list[dict], Counter]:
     """Collect an iterator from `load` into (records, rejects, count per reason)."""
     good, bad = [], []

@@ -94,7 +94,7 @@ def _from_sharegpt(data: dict) -> list[dict]:
     if not isinstance(turns, list):
         raise RecordError("bad_type", f"conversations: expected a list, got {type(turns).__name__}")
     messages = []
-    if "system" in data:
+    if data.get("system") is not None:
         messages.append({"role": "system", "content": _str_field(data, "system", "<root>")})
     for i, turn in enumerate(turns):
         where = f"conversations/{i}"
@@ -146,6 +146,10 @@ def to_canonical(data: Any) -> dict:
     problem = schema_problem(record)
     if problem:
         raise problem
+    messages = record["messages"]
+    if messages and messages[0]["role"] == "system" and not messages[0]["content"].strip():
+        # `"system": ""` is how many exports say "no system prompt": drop it rather than reject the dialogue.
+        record = {**record, "messages": messages[1:]}
     return record
 
 

@@ -36,18 +36,28 @@ def main(
     from gwq_data.convert import FORMATS, PAIRS, dataset_info_entry, to_rows
     from gwq_data.errors import UsageError
     from gwq_data.jsonl import atomic_writer, dumps, write_json, write_jsonl
-    from gwq_data.load import Loaded, load
+    from gwq_data.load import Loaded, load, refuse_overwriting_inputs
     from gwq_data.records import Limits
 
     if to not in FORMATS:
         raise UsageError(f"--to {to!r} is not a format; choose one of: {', '.join(FORMATS)}")
     if pairs not in PAIRS:
         raise UsageError(f"--pairs {pairs!r}: choose 'last' or 'all'")
+    refuse_overwriting_inputs(files, out, rejects, dataset_info)
+    info = {}
     if dataset_info is not None:
+        # Everything about dataset_info.json is checked before OUT is written.
         try:
             dataset_info_entry(to, "")
         except ValueError as e:
             raise UsageError(str(e)) from None
+        if dataset_info.is_file():
+            try:
+                info = json.loads(dataset_info.read_text("utf-8"))
+            except ValueError as e:
+                raise UsageError(f"{dataset_info}: not valid JSON ({e}); fix or remove it") from None
+            if not isinstance(info, dict):
+                raise UsageError(f"{dataset_info}: expected a JSON object of dataset entries, got {type(info).__name__}")
 
     # Rows stream into the temp file; it replaces OUT only when every input line has been read.
     written, bad, valid, skipped = 0, [], 0, 0
@@ -69,12 +79,6 @@ def main(
     if rejects is not None:
         write_jsonl(rejects, bad)
     if dataset_info is not None:
-        info = {}
-        if dataset_info.is_file():
-            try:
-                info = json.loads(dataset_info.read_text("utf-8"))
-            except ValueError as e:
-                raise UsageError(f"{dataset_info}: not valid JSON ({e}); fix or remove it") from None
         file_name = os.path.relpath(out.resolve(), dataset_info.resolve().parent)
         info[name or out.stem] = dataset_info_entry(to, file_name)
         write_json(dataset_info, info)

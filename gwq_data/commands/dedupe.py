@@ -40,12 +40,13 @@ def main(
     """
     from gwq_data.dedupe import DedupeConfig, dedupe_records
     from gwq_data.jsonl import write_jsonl
-    from gwq_data.load import load, split_loaded
+    from gwq_data.load import load, refuse_overwriting_inputs, split_loaded
     from gwq_data.records import Limits
 
     cfg = DedupeConfig(threshold=threshold, num_perm=num_perm, ngram=ngram, workers=workers)
     report = report or _beside(out, "clusters")
     rejects = rejects or _beside(out, "rejects")
+    refuse_overwriting_inputs(files, out, report, rejects)
     with progress() as bar:
         task = bar.add_task("reading", total=None)
         items = []

@@ -22,8 +22,8 @@ def main(
     prompt: Optional[str] = typer.Option(None, help="Prompt YAML path or name in prompts/ [default: translation_tone, or synthesize]."),
     mode: str = typer.Option("rewrite", help="rewrite: restyle each input dialogue; synthesize: write new ones on --topics."),
     topics: Optional[Path] = typer.Option(None, help="Synthesize: topics, one per line (or JSONL with \"topic\")."),
-    num: int = typer.Option(10, help="Synthesize: number of dialogues, spread round-robin over the topics."),
-    turns: int = typer.Option(2, help="Synthesize: user/assistant rounds per dialogue."),
+    num: int = typer.Option(10, min=1, help="Synthesize: number of dialogues, spread round-robin over the topics."),
+    turns: int = typer.Option(2, min=1, help="Synthesize: user/assistant rounds per dialogue."),
     concurrency: int = typer.Option(16, min=1, help="Requests in flight at once."),
     rpm: Optional[int] = typer.Option(None, min=1, help="Requests per minute limit."),
     tpm: Optional[int] = typer.Option(None, min=1, help="Tokens per minute limit (estimated before sending)."),
@@ -64,6 +64,15 @@ def main(
     from gwq_data.generate.prompt import load_prompt
     from gwq_data.generate.run import RunConfig, Runner, rewrite_jobs, synthesize_jobs
 
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        # Never echo it: people paste the key itself here.
+        raise UsageError("--api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                         "not the key itself; export the key and pass its variable name")
+    if input is not None:
+        from gwq_data.load import refuse_overwriting_inputs
+        refuse_overwriting_inputs([input], out, rejects or out.with_suffix(".rejects.jsonl"), cache)
     if mode not in MODES:
         raise UsageError(f"--mode {mode}: choose rewrite or synthesize")
     if max_cost is not None and not (price_in or price_out):

@@ -46,4 +46,5 @@ def main(
     if c["rejected"]:
         console.print(f"[yellow]{c['rejected']} invalid rows skipped[/]; see {out_dir / 'rejects.jsonl'}")
     if not c["kept"]:
-        console.print("[yellow]warning:[/] no dialogue survived; the train files are empty. Check rejects.jsonl.")
+        console.print("[red]no dialogue survived[/]; the train files are empty. Check rejects.jsonl.")
+        raise typer.Exit(1)

@@ -26,8 +26,10 @@ def main(
     from collections import Counter
 
     from gwq_data.jsonl import write_jsonl
-    from gwq_data.load import Loaded, load
+    from gwq_data.load import Loaded, load, refuse_overwriting_inputs
     from gwq_data.records import Limits
+
+    refuse_overwriting_inputs(files, rejects)
 
     valid, bad, per_file = 0, [], Counter()
     with progress() as bar:

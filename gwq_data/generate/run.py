@@ -417,9 +417,12 @@ def synthesize_jobs(topics: Path, num: int, turns: int) -> list[Job]:
     if not topics.is_file():
         raise UsageError(f"--topics {topics}: no such file")
     found = []
-    with open(topics, encoding="utf-8-sig") as f:
-        for lineno, text in enumerate(f, 1):
-            text = text.strip()
+    with open(topics, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise UsageError(f"{topics}:{lineno}: not UTF-8 (byte {e.start}); save the file as UTF-8") from None
             if not text or text.startswith("#"):
                 continue
             if text.startswith("{"):
