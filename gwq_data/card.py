@@ -36,7 +36,12 @@ def dataset_files(prepared: Path) -> dict[str, Path]:
     if not any(k.startswith("sft/") for k in files):
         raise UsageError(f"{prepared}: no sft/train.jsonl or sft/val.jsonl with rows; run `gwq-data prepare` "
                          f"first (or check its rejects.jsonl: every row may have been dropped)")
-    files["stats.json"] = prepared / "stats.json"
+    # Published without local paths: inputs are named by file name (and sha256) only.
+    stats = load_stats(prepared)
+    for item in stats.get("inputs") or []:
+        if isinstance(item, dict) and item.get("path"):
+            item["path"] = Path(item["path"]).name
+    files["stats.json"] = json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
     return files
 
 

@@ -52,8 +52,13 @@ def upload(hub, *args, token: str | None = TOKEN, env: dict | None = None) -> su
 
 
 def expected_files(prepared: Path, card: str) -> dict[str, bytes]:
-    files = {p: (prepared / p).read_bytes() for p in
-             ("sft/train.jsonl", "sft/val.jsonl", "dpo/train.jsonl", "dpo/val.jsonl", "stats.json")}
+    files = {p: (prepared / p).read_bytes() for p in ("sft/train.jsonl", "sft/val.jsonl", "dpo/train.jsonl", "dpo/val.jsonl")}
+    # stats.json goes out with input files named, not located: no local paths on a public hub.
+    stats = json.loads((prepared / "stats.json").read_text("utf-8"))
+    for item in stats["inputs"]:
+        item["path"] = Path(item["path"]).name
+        assert "/" not in item["path"]
+    files["stats.json"] = (json.dumps(stats, ensure_ascii=False, indent=2) + "\n").encode()
     files["README.md"] = card.encode()
     return files
 
