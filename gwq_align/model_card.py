@@ -31,7 +31,7 @@ HYPERPARAMETERS = ("tuner_type", "lora_rank", "lora_alpha", "lora_dropout", "tar
 # Logged numbers that describe the machine or the schedule, not the model.
 NOT_RESULTS = re.compile(r"runtime|per_second|speed|learning_rate|grad_norm|num_input_tokens|memory|^epoch$")
 # A secret passed on a training command line must not reach a public card.
-SECRET_FLAG = re.compile(r"(--[\w-]*(?:token|key|secret|password)[\w-]*)(=|\s+)(\S+)", re.I)
+SECRET_FLAG = re.compile(r"((?:--|\b)[\w-]*(?:token|key|secret|password)[\w-]*)(=|\s+(?=[^-\s]))(\S+)", re.I)
 COMPARE_REPORTS = ("compare.md", "compare/report.md", "compare/compare.md")
 # What ModelScope (and ms-swift's own push) expects at the repo root of a text-generation model.
 CONFIGURATION = {"framework": "pytorch", "task": "text-generation", "allow_remote": True}

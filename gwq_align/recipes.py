@@ -81,7 +81,10 @@ def read_config(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of ms-swift arguments, got {type(data).__name__}")
-    return dict(data.get("args", data))
+    args = data.get("args", data)
+    if not isinstance(args, dict):
+        raise UsageError(f"{path}: 'args' must be a mapping of ms-swift arguments, got {type(args).__name__}")
+    return dict(args)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -91,7 +94,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r}: expected key=value, e.g. --set weight_decay=0.0")
-        out[key.strip().lstrip("-")] = yaml.safe_load(value) if value else ""
+        try:
+            out[key.strip().lstrip("-")] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out
 
 

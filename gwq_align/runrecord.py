@@ -73,6 +73,27 @@ def redact(args: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if SECRET.search(k) and v not in (None, "", False) else v) for k, v in args.items()}
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """`--hub-token X`, `--hub_token=X` and `--set hub_token=X` all become *** before anything is written."""
+    def secret(flag: str) -> bool:
+        return bool(SECRET.search(flag.lstrip("-").replace("-", "_")))
+
+    out, hide_next = [], False
+    for word in argv:
+        flag, eq, value = word.partition("=")
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif word.startswith("--") and secret(flag):
+            out.append(f"{flag}=***" if eq else word)
+            hide_next = not eq
+        elif eq and not word.startswith("-") and secret(flag):
+            out.append(f"{flag}=***")
+        else:
+            out.append(word)
+    return out
+
+
 def read(run_dir: Path) -> dict:
     path = Path(run_dir) / FILE
     try:

@@ -32,6 +32,8 @@ from gwq_align import data, models, recipes, runrecord
 from gwq_data.errors import GwqError, UsageError
 
 SWIFT_COMMAND = {"sft": "sft", "dpo": "rlhf"}
+FILTERED_LINE = re.compile(r"Dataset filtered, origin length: (\d+), filtered dataset length: (\d+)")
+SWIFT_USAGE_LINE = re.compile(r"^swift-\w+: error: (.+)$")  # argparse's own complaint about an argument
 ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
 
 
@@ -118,6 +120,13 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
         previous = runrecord.read(job.output_dir)
         if previous.get("kind") != job.kind:
             raise UsageError(f"{job.output_dir} holds a {previous.get('kind')} run; choose another --output-dir")
+    if job.output_dir.exists() and not job.output_dir.is_dir():
+        raise UsageError(f"--output-dir {job.output_dir} is a file; pass a directory")
+    if not job.resume and job.output_dir.exists() and runrecord.checkpoints(job.output_dir):
+        # Training fresh beside old checkpoints would mix two runs (ms-swift's save limit deletes some of
+        # each, and the record could name the old adapter). gwq never deletes a user's checkpoints.
+        raise UsageError(f"{job.output_dir} holds checkpoints of an earlier run; with --no-resume pass a new "
+                         "--output-dir (or delete the old checkpoints yourself)")
     found = runrecord.checkpoints(job.output_dir) if job.resume and job.output_dir.exists() else []
     latest = found[-1] if found else None
     if latest is not None:
@@ -153,11 +162,17 @@ def child_env(model: models.ModelRef) -> dict[str, str]:
 def run(job: Job, echo=None) -> dict:
     """Train; return the final run record. Raises GwqError (failed) or KeyboardInterrupt (Ctrl-C)."""
     args, dataset_files, model, resumed = plan(job)
+    finished = _already_finished(job, args)
+    if finished is not None:
+        if echo:
+            echo(f"{job.output_dir} already finished with these arguments; nothing to train "
+                 "(change one, e.g. --max-steps, to train further, or pass a new --output-dir)")
+        return finished
     argv, swift_command = commands(job, args)
     job.output_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "gwq_run_version": runrecord.VERSION, "kind": job.kind, "status": "running", "error": None,
-        "command": shlex.join(job.argv), "swift_command": swift_command, "recipe": job.recipe,
+        "command": shlex.join(runrecord.redact_argv(job.argv)), "swift_command": swift_command, "recipe": job.recipe,
         "base_model": str(model.path) if model.local else model.name, "adapter": None,
         "from_sft": str(job.from_sft) if job.from_sft else None,
         "resumed_from": str(resumed) if resumed else None,
@@ -170,18 +185,52 @@ def run(job: Job, echo=None) -> dict:
     runrecord.write(job.output_dir, record)
     start = time.monotonic()
     error = None
+    # A scheduler's SIGTERM or a closed terminal's SIGHUP ends the run like Ctrl-C: child stopped, record failed.
+    import threading
+    previous_handlers = ({sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+                         if threading.current_thread() is threading.main_thread() else {})
+    filtered: list[dict] = []
     try:
-        code, tail = _stream(argv, child_env(model), job.output_dir / "train.log", echo, job.quiet)
+        code, tail = _stream(argv, child_env(model), job.output_dir / "train.log", echo, job.quiet, filtered)
+        record["dataset"]["filtered"] = filtered
+        dropped = sum(f["rows"] - f["kept"] for f in filtered)
+        if dropped and echo:
+            echo(f"warning: ms-swift dropped {dropped} dialogues longer than max_length={args.get('max_length')} "
+                 "(see gwq_run.json dataset.filtered); raise --max-length to keep them")
         if code != 0:
             error = _error_line(tail, code, job.output_dir)
+            if any(f["kept"] == 0 for f in filtered):
+                error = (f"every dialogue of a split is longer than max_length={args.get('max_length')}; "
+                         "raise --max-length")
     except KeyboardInterrupt:
-        error = "interrupted (Ctrl-C); run the same command again to resume from the last checkpoint"
+        error = "interrupted (Ctrl-C or a stop signal); run the same command again to resume from the last checkpoint"
         raise
     finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         _finish(record, job, start, error)
     if error:
-        raise GwqError(f"{job.kind} failed: {error} (record: {job.output_dir / runrecord.FILE})")
+        kind = UsageError if error.startswith("ms-swift refused an argument") else GwqError
+        raise kind(f"{job.kind} failed: {error} (record: {job.output_dir / runrecord.FILE})")
     return record
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _already_finished(job: Job, args: dict[str, Any]) -> Optional[dict]:
+    """The previous record, if this exact run already succeeded here (re-running it must not add steps)."""
+    import json
+
+    if not (job.resume and (job.output_dir / runrecord.FILE).is_file()):
+        return None
+    previous = runrecord.read(job.output_dir)
+    if previous.get("status") != "succeeded":
+        return None
+    def same(a: dict) -> str:
+        return json.dumps({k: v for k, v in a.items() if k != "resume_from_checkpoint"}, sort_keys=True, default=str)
+    return previous if same(previous.get("args") or {}) == same(runrecord.redact(args)) else None
 
 
 def _finish(record: dict, job: Job, start: float, error: Optional[str]) -> None:
@@ -212,16 +261,21 @@ def _tokens_at(checkpoint: Optional[str]) -> int:
     return int(state.get("num_input_tokens_seen") or 0)
 
 
-def _stream(argv: list[str], env: dict, log_path: Path, echo, quiet: bool) -> tuple[int, list[str]]:
-    """Run argv, copy its output to log_path (and echo unless quiet); return (exit code, last lines)."""
+def _stream(argv: list[str], env: dict, log_path: Path, echo, quiet: bool,
+            filtered: list[dict]) -> tuple[int, list[str]]:
+    """Run argv, copy its output to log_path (and echo unless quiet); return (exit code, last lines).
+    ms-swift's "Dataset filtered" lines (dialogues over max_length dropped) are collected into `filtered`."""
     tail: deque[str] = deque(maxlen=200)
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"\n$ {shlex.join(argv)}\n")
+        log.write(f"\n$ {shlex.join(runrecord.redact_argv(argv))}\n")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 text=True, errors="replace", bufsize=1, start_new_session=False)
         try:
             for line in proc.stdout:
                 log.write(line)
+                m = FILTERED_LINE.search(line)
+                if m:
+                    filtered.append({"rows": int(m.group(1)), "kept": int(m.group(2))})
                 tail.append(line.rstrip("\n"))
                 if echo and not quiet:
                     echo(line.rstrip("\n"))
@@ -247,6 +301,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _error_line(tail: list[str], code: int, run_dir: Path) -> str:
+    for line in reversed(tail):
+        m = SWIFT_USAGE_LINE.match(line.strip())
+        if m:
+            return f"ms-swift refused an argument: {m.group(1)}"[:500]
     for line in reversed(tail):
         m = ERROR_LINE.match(line.strip())
         if m:

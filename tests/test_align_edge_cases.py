@@ -1,0 +1,36 @@
+"""Re-runs, stale checkpoints, secrets and bad arguments: each gives one line or a no-op, never a second run's mess."""
+
+import json
+
+from gwq_align import model_card
+from gwq_align.runrecord import redact_argv
+from test_align_train import align, record, sft_args, toy_pairs  # noqa: F401  (toy_pairs is a fixture)
+
+SECRET = "ms-THISISNOTAREALTOKEN42"
+
+
+def test_secrets_on_the_command_line_are_redacted_everywhere_we_write():
+    argv = ["gwq-align", "sft", "--set", f"hub_token={SECRET}", "--hub-token", SECRET, f"--api_key={SECRET}", "--lr", "1e-4"]
+    assert SECRET not in " ".join(redact_argv(argv)) and "1e-4" in redact_argv(argv)
+    assert SECRET not in model_card._redact(" ".join(argv))
+
+
+def test_finished_run_is_not_trained_again(tiny_model, toy_pairs, tmp_path):
+    out = tmp_path / "sft"
+    args = sft_args(tiny_model, toy_pairs, out, steps=2)
+    align(*args)
+    first = record(out)
+    assert first["status"] == "succeeded" and first["adapter"] == "checkpoint-2"
+    again = align(*args)
+    assert "already finished" in again.stderr and record(out) == first
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    fresh = align(*args, "--no-resume", check=False)
+    assert fresh.returncode == 2 and "holds checkpoints of an earlier run" in fresh.stderr
+
+
+def test_bad_set_values_are_usage_errors(tiny_model, toy_pairs, tmp_path):
+    yaml_error = align(*sft_args(tiny_model, toy_pairs, tmp_path / "a"), "--set", "foo=[a", check=False)
+    assert yaml_error.returncode == 2 and "not valid YAML" in yaml_error.stderr and "Traceback" not in yaml_error.stderr
+    refused = align(*sft_args(tiny_model, toy_pairs, tmp_path / "b"), "--set", "lora_rank=abc", check=False)
+    assert refused.returncode == 2 and "ms-swift refused an argument" in refused.stderr
+    assert json.loads((tmp_path / "b" / "gwq_run.json").read_text())["status"] == "failed"
