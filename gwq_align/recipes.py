@@ -46,7 +46,10 @@ class Hyper:
     seed: Optional[int] = field(default=None, metadata={"help": "Random seed for data order and LoRA init."})
 
     def as_overrides(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        if "save_steps" in out:
+            out["eval_steps"] = out["save_steps"]  # the tutorial evaluates where it saves; keep them together
+        return out
 
 
 def available(kind: str) -> list[str]:

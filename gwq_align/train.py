@@ -92,6 +92,12 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
         if job.kind != "dpo":
             raise UsageError("--from-sft is for dpo only")
         from_sft_adapter = runrecord.adapter_path(job.from_sft)
+        sft_base = runrecord.read(job.from_sft).get("base_model")
+        here = str(model.path) if model.local else model.name
+        if sft_base and sft_base != here:
+            # An adapter only means something on the base it was trained on.
+            raise UsageError(f"--from-sft {job.from_sft} was trained on {sft_base}, not {here}; "
+                             f"pass --model {sft_base}")
         # Train the SFT adapter further; the frozen copy of it is the reference (an adapter on
         # the same base weights, so no second model in memory).
         args.setdefault("adapters", [str(from_sft_adapter)])

@@ -26,8 +26,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９．，", "0123456789.,")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_LIST_MARKER = re.compile(r"^\s*\d+[.、)）]\s*", re.M)
+_LIST_MARKER = re.compile(r"^\s*\d+[.、)）](?!\d)\s*", re.M)
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9+#_.\-]*[A-Za-z0-9+#]|[A-Za-z]{2,}")
 _QUOTED = re.compile(r"《([^》]{1,40})》|“([^”]{1,40})”|「([^」]{1,40})」|`([^`]{1,60})`")
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
@@ -42,6 +43,7 @@ def _norm_number(s: str) -> str:
 
 def numbers(text: str) -> list[str]:
     """Arabic numbers of `text` in order, thousands separators removed, list markers skipped."""
+    text = text.translate(_FULLWIDTH_DIGITS)
     return [_norm_number(m) for m in _NUMBER.findall(_LIST_MARKER.sub(" ", text))]
 
 

@@ -135,6 +135,7 @@ def to_canonical(data: Any) -> dict:
     fmt = detect_format(data)
     if fmt == "messages":
         record = {k: v for k, v in data.items() if k in ("id", "messages", "meta")}
+        record = _take_rejected_response(data, record)
     else:
         record = {"messages": _from_sharegpt(data) if fmt == "sharegpt" else _from_query_response(data)}
         for key in ("id", "meta"):
@@ -151,6 +152,23 @@ def to_canonical(data: Any) -> dict:
         # `"system": ""` is how many exports say "no system prompt": drop it rather than reject the dialogue.
         record = {**record, "messages": messages[1:]}
     return record
+
+
+def _take_rejected_response(data: dict, record: dict) -> dict:
+    """An ms-swift DPO row (`rejected_response`) is a canonical row whose last reply has that `original`,
+    so `swift-dpo` files fed back into gwq keep their pairs instead of silently losing them."""
+    rejected = data.get("rejected_response")
+    messages = record.get("messages")
+    if rejected is None or not isinstance(messages, list) or not messages:
+        return record
+    if not isinstance(rejected, str):
+        raise RecordError("bad_type", f"rejected_response: expected a string, got {type(rejected).__name__}")
+    last = messages[-1]
+    if not (isinstance(last, dict) and last.get("role") == "assistant"):
+        raise RecordError("bad_order", "rejected_response needs the dialogue to end with an assistant reply")
+    if "original" in last and last["original"] != rejected:
+        raise RecordError("bad_original", "the last reply has both 'original' and a different 'rejected_response'")
+    return {**record, "messages": messages[:-1] + [{**last, "original": rejected}]}
 
 
 @dataclass

@@ -34,3 +34,14 @@ def test_bad_set_values_are_usage_errors(tiny_model, toy_pairs, tmp_path):
     refused = align(*sft_args(tiny_model, toy_pairs, tmp_path / "b"), "--set", "lora_rank=abc", check=False)
     assert refused.returncode == 2 and "ms-swift refused an argument" in refused.stderr
     assert json.loads((tmp_path / "b" / "gwq_run.json").read_text())["status"] == "failed"
+
+
+def test_from_sft_on_another_base_is_refused(tiny_model, toy_pairs, tmp_path):
+    from gwq_align.tiny import build_tiny_model
+
+    sft = tmp_path / "sft"
+    align(*sft_args(tiny_model, toy_pairs, sft, steps=1))
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    dpo = align("dpo", "--model", other, "--dataset", toy_pairs, "--output-dir", tmp_path / "dpo", "--from-sft", sft,
+                "--recipe", "cpu-tiny", check=False)
+    assert dpo.returncode == 2 and "was trained on" in dpo.stderr

@@ -90,3 +90,20 @@ def test_prepare_with_nothing_kept_fails(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"query": "q"}\n', "utf-8")
     assert run("prepare", src, "--out-dir", tmp_path / "p").exit_code == 1
+
+
+def test_swift_dpo_rows_keep_their_pair_when_fed_back(tmp_path):
+    src, dpo = tmp_path / "in.jsonl", tmp_path / "dpo.jsonl"
+    src.write_text(json.dumps(ROW, ensure_ascii=False) + "\n", "utf-8")
+    assert run("convert", src, "--to", "swift-dpo", "--out", dpo).exit_code == 0
+    again = tmp_path / "again.jsonl"
+    assert run("convert", dpo, "--to", "swift-dpo", "--out", again).exit_code == 0
+    assert again.read_text("utf-8") == dpo.read_text("utf-8")
+
+
+def test_numbers_keep_leading_decimals_and_read_fullwidth_digits():
+    from gwq_data.fidelity import numbers
+
+    assert numbers("3.14是圆周率") == ["3.14"]
+    assert numbers("1. 先洗菜\n2. 再切菜") == []
+    assert numbers("共３５７５元") == ["3575"]
