@@ -31,11 +31,16 @@ def test_golden_cluster_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "kept.clusters.jsonl").read_text("utf-8") == (CASES / "expected.clusters.jsonl").read_text("utf-8")
     assert [r["id"] for r in _jsonl(out)] == ["a1", "b1", "c1"]
-    assert [(r["line"], r["reason"]) for r in _jsonl(tmp_path / "kept.rejects.jsonl")] == [
+    rejects = _jsonl(tmp_path / "kept.rejects.jsonl")
+    assert [(r["line"], r["reason"]) for r in rejects if not r["reason"].startswith("duplicate_")] == [
         (5, "invalid_json"), (9, "too_few_messages")]
-    # Nothing is lost: kept + dropped + rejected = input rows.
+    # Nothing is lost: kept + dropped + rejected = input rows, and every dropped row is in the rejects file.
     clusters = _jsonl(tmp_path / "kept.clusters.jsonl")
+    dupes = [r for r in rejects if r["reason"].startswith("duplicate_")]
     assert 3 + sum(len(c["dropped"]) for c in clusters) + 2 == 9
+    assert len(dupes) == sum(len(c["dropped"]) for c in clusters)
+    assert all(r["data"]["messages"] and r["kept"] for r in dupes)
+    assert [r["line"] for r in rejects] == sorted(r["line"] for r in rejects)
     assert "near duplicates dropped" in proc.stdout
 
 
@@ -51,7 +56,8 @@ def test_explicit_report_and_rejects_paths(tmp_path):
     assert [(c["kept"], c["dropped"], c["kind"]) for c in clusters] == [
         ("a1", ["a2", "a3"], "exact"), ("input.jsonl:4", ["b2"], "exact")]
     assert [r.get("id") for r in _jsonl(tmp_path / "o.jsonl")] == ["a1", "b1", None, "c1"]
-    assert len(_jsonl(tmp_path / "bad.jsonl")) == 2
+    assert [r["reason"] for r in _jsonl(tmp_path / "bad.jsonl")].count("duplicate_exact") == 3
+    assert len(_jsonl(tmp_path / "bad.jsonl")) == 2 + 3
 
 
 def test_bad_threshold_is_a_usage_error(tmp_path):

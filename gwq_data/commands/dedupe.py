@@ -21,7 +21,7 @@ def main(
     files: List[Path] = typer.Argument(..., help="JSONL files: ms-swift messages, ShareGPT or query/response rows."),
     out: Path = typer.Option(..., "--out", help="Write the kept records here (canonical messages rows, input order)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Cluster report (JSONL); default OUT.clusters.jsonl beside OUT."),
-    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Invalid input rows with their reason; default OUT.rejects.jsonl."),
+    rejects: Optional[Path] = typer.Option(None, "--rejects", help="Invalid rows and dropped duplicates, each with its reason; default OUT.rejects.jsonl."),
     threshold: float = typer.Option(0.85, help="Estimated Jaccard of character n-grams at or above which two dialogues are near-duplicates."),
     num_perm: int = typer.Option(128, "--num-perm", help="MinHash permutations; more = a finer Jaccard estimate, slower."),
     ngram: int = typer.Option(5, help="Character n-gram length."),
@@ -39,7 +39,7 @@ def main(
     Example: gwq-data dedupe data/styled.jsonl --out data/styled.dedup.jsonl --threshold 0.85
     """
     from gwq_data.dedupe import DedupeConfig, dedupe_records
-    from gwq_data.jsonl import write_jsonl
+    from gwq_data.jsonl import reject_record, write_jsonl
     from gwq_data.load import load, refuse_overwriting_inputs, split_loaded
     from gwq_data.records import Limits
 
@@ -61,9 +61,17 @@ def main(
     write_jsonl(out, (loaded[i].record for i in result.keep))
     write_jsonl(report, ({"kept": refs[c.kept], "dropped": [refs[d] for d in c.dropped], "kind": c.kind,
                           "jaccard": c.jaccard} for c in result.clusters))
+    # Dropped duplicates go to the rejects file with their data and the ref they duplicate: nothing is lost.
+    for c in result.clusters:
+        for d, jac in zip(c.dropped, c.jaccard):
+            x = loaded[d]
+            bad.append({**reject_record(x.source, x.line, f"duplicate_{c.kind}",
+                                        f"duplicate of {refs[c.kept]} (estimated Jaccard {jac:.3f})", data=x.record),
+                        "kept": refs[c.kept]})
+    bad.sort(key=lambda r: (r["source"], r["line"]))
     write_jsonl(rejects, bad)
     dropped = result.dropped
-    rows = [("input rows", len(items)), ("invalid (→ rejects)", len(bad))]
+    rows = [("input rows", len(items)), ("invalid (→ rejects)", sum(reasons.values()))]
     rows += [(f"  {k}", v) for k, v in reasons.most_common()]
     rows += [("exact duplicates dropped", dropped["exact"]), ("near duplicates dropped", dropped["near"]),
              ("clusters", len(result.clusters)), ("kept", len(result.keep))]
