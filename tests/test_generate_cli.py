@@ -360,3 +360,15 @@ def test_resume_matches_rows_by_content_and_refuses_an_edited_input(tmp_path, se
     edited = generate("--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url)
     assert edited.returncode == 2 and "the input changed" in " ".join(edited.stderr.split())
     assert out.read_bytes() == before and len(server.bodies()) == sent
+
+
+def test_retry_reasons_ask_again_instead_of_replaying_the_rejected_answer(tmp_path, server):
+    src, out = write_rows(tmp_path / "in.jsonl", ["", "<<plain>>"]), tmp_path / "out.jsonl"
+    base = ["--input", src, "--out", out, "--model", "fake-model", "--base-url", server.base_url]
+    assert generate(*base).returncode == 1
+    reason = read(tmp_path / "out.rejects.jsonl")[0]["reason"]
+    sent = len(server.bodies())
+    again = generate(*base, "--retry-reasons", reason)
+    assert len(server.bodies()) == sent + 1  # the rejected row was asked again, not replayed from the cache
+    assert again.returncode == 1 and [r["reason"] for r in read(tmp_path / "out.rejects.jsonl")] == [reason]
+    assert generate(*base).returncode == 1 and len(server.bodies()) == sent + 1  # and a plain rerun sends nothing

@@ -115,6 +115,7 @@ class Journal:
         self._cut_torn_tail()
         self.keys: set[str] = set()
         self.shas: dict[str, str] = {}    # key -> input fingerprint, for rows that carry one
+        self.dropped_keys: set[str] = set()  # rows taken out by drop(): asked afresh, not replayed from the cache
         self.makers: Counter = Counter()  # (generator, prompt_hash) of rows already there
         if path.exists():
             for row in read_rows(path):
@@ -145,6 +146,7 @@ class Journal:
             return 0
         rows = [r.data for r in read_rows(self.path) if not isinstance(r, BadLine)]
         keep = [r for r in rows if r.get("reason") not in reasons]
+        self.dropped_keys = {self.key_fn(r) for r in rows if r.get("reason") in reasons}
         if len(keep) < len(rows):
             os.close(self.fd)
             with atomic_writer(self.path) as f:
@@ -251,10 +253,12 @@ class Runner:
                 raise t.exception()
 
     # ----- one request, through the cache
-    async def _ask(self, messages: list[dict], usage: dict) -> Completion:
+    async def _ask(self, messages: list[dict], usage: dict, fresh: bool = False) -> Completion:
         cfg, s = self.cfg, self.stats
         key = Cache.key(cfg.client.model, messages, cfg.client.params, cfg.client.base_url)
-        hit = self.cache.get(key)
+        # fresh: a row retried with --retry-reasons; its cached answer is what was rejected, so ask again
+        # (the new answer replaces it in the cache, journal first as always).
+        hit = None if fresh else self.cache.get(key)
         if hit is None:
             if cfg.max_requests is not None and s.requests >= cfg.max_requests:
                 raise BudgetReached(f"reached --max-requests {cfg.max_requests}")
@@ -278,12 +282,12 @@ class Runner:
         completion = self.cfg.client.params.get("max_tokens") or 512
         return int(sum(len(m["content"]) for m in messages) / 1.4) + completion
 
-    async def _attempts(self, messages: list[dict], n: int, parse, usage: dict):
+    async def _attempts(self, messages: list[dict], n: int, parse, usage: dict, fresh: bool = False):
         """Ask, parse, re-ask with the problem spelled out; (parsed, None) or (None, (reason, detail, answer))."""
         last, answer = ("no_attempt", "max_attempts is 0"), ""
         for attempt in range(self.cfg.max_attempts):
             try:
-                c = await self._ask(messages, usage)
+                c = await self._ask(messages, usage, fresh=fresh and attempt == 0)
             except AttemptError as e:
                 last = (e.reason, e.detail)
                 if e.reason == "bad_request":  # the server refuses this content; asking again won't change that
@@ -308,7 +312,8 @@ class Runner:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "created_at": None}
         msgs = job.record["messages"]
         n = sum(m["role"] == "assistant" for m in msgs)
-        replies, failure = await self._attempts(self.prompt.rewrite_messages(job.record), n, parse_replies, usage)
+        replies, failure = await self._attempts(self.prompt.rewrite_messages(job.record), n, parse_replies, usage,
+                                                fresh=job.key in self.rej.dropped_keys)
         if failure:
             reason, detail, answer = failure
             return self._reject(job, reason, f"after {self.cfg.max_attempts} attempts: {detail}",
@@ -329,7 +334,8 @@ class Runner:
     async def _synthesize(self, job: Job) -> None:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "created_at": None}
         messages = self.prompt.synthesize_messages(job.topic, job.turns, job.index)
-        turns, failure = await self._attempts(messages, job.turns, parse_turns, usage)
+        turns, failure = await self._attempts(messages, job.turns, parse_turns, usage,
+                                              fresh=job.key in self.rej.dropped_keys)
         if failure:
             reason, detail, answer = failure
             return self._reject(job, reason, f"after {self.cfg.max_attempts} attempts: {detail}", {"answer": answer[:2000]})
