@@ -20,6 +20,7 @@ from typing import Optional
 
 import yaml
 
+from gwq_data.card import markdown_table
 from gwq_data.errors import UsageError
 
 RUN_FILE = "gwq_run.json"
@@ -124,7 +125,7 @@ def _training(record: dict, dataset: Optional[str], base_model: str, site: str) 
         lines.append(f"Dataset: [{dataset}]({site}/datasets/{dataset}).\n")
     files = (record.get("dataset") or {}).get("files") or []
     if files:
-        lines.append(_table(("file", "split", "rows", "sha256"),
+        lines.append(markdown_table(("file", "split", "rows", "sha256"),
                             [(Path(f.get("path", "?")).name, f.get("split", ""), f.get("rows", ""),
                               f"`{str(f.get('sha256', ''))[:12]}`") for f in files]))
     if record.get("from_sft"):
@@ -139,7 +140,7 @@ def _hyperparameters(args: dict) -> str:
     rows = [(k, _fmt(args[k])) for k in HYPERPARAMETERS if args.get(k) is not None]
     if not rows:
         return ""
-    return "### Hyperparameters\n\n" + _table(("argument", "value"), rows)
+    return "### Hyperparameters\n\n" + markdown_table(("argument", "value"), rows)
 
 
 def _metrics(record: dict) -> str:
@@ -148,12 +149,12 @@ def _metrics(record: dict) -> str:
     keys = [k for k in dict.fromkeys([*final, *best]) if not NOT_RESULTS.search(k)]
     out = ["## Results\n"]
     if keys:
-        out.append(_table(("metric", "final", "best"), [(k, _fmt(final.get(k, "")), _fmt(best.get(k, ""))) for k in keys]))
+        out.append(markdown_table(("metric", "final", "best"), [(k, _fmt(final.get(k, "")), _fmt(best.get(k, ""))) for k in keys]))
     facts = [(label, _fmt(record[key])) for key, label in
              (("wall_s", "wall time (s)"), ("tokens_seen", "tokens seen"), ("tokens_per_s", "tokens/s"),
               ("peak_memory_gib", "peak memory (GiB)")) if record.get(key) is not None]
     if facts:
-        out.append(_table(("run", "value"), facts))
+        out.append(markdown_table(("run", "value"), facts))
     return "\n".join(out) if len(out) > 1 else ""
 
 
@@ -185,9 +186,3 @@ def _fmt(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return str(value)
-
-
-def _table(columns: tuple, rows: list) -> str:
-    out = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
-    out += ["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |" for row in rows]
-    return "\n".join(out) + "\n"

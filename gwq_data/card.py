@@ -97,8 +97,8 @@ def dataset_card(prepared: Path, *, repo: str, license: str = "apache-2.0") -> s
              "Each styled reply keeps the plain reply it was rewritten from, which gives the DPO pairs "
              "(chosen = styled, rejected = plain). Made with gwq's "
              f"`gwq-data prepare` (gwq {stats.get('gwq_version', '?')}).\n",
-             "## Files\n", _table(("config", "split", "file", "rows"), _file_rows(files, c)),
-             "## Statistics\n", _table(("what", "count"), [(k, v) for k, v in c.items()]),
+             "## Files\n", markdown_table(("config", "split", "file", "rows"), _file_rows(files, c)),
+             "## Statistics\n", markdown_table(("what", "count"), [(k, v) for k, v in c.items()]),
              _tokens(stats.get("tokens", {}), stats.get("max_tokens")), _turns(stats.get("turns", {})),
              _tone(stats.get("tone", {})), _provenance(stats), _format(files), _training(repo, files)]
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
@@ -123,14 +123,14 @@ def _tokens(t: dict, max_tokens) -> str:
     return ("### Dialogue length (tokens)\n\n"
             f"Counted with {t.get('method', '?')}: mean {t.get('mean')}, p50 {t.get('p50')}, "
             f"p90 {t.get('p90')}, max {t.get('max')}.{limit}\n\n"
-            + _table(("tokens", "dialogues"), list(t.get("histogram", {}).items())))
+            + markdown_table(("tokens", "dialogues"), list(t.get("histogram", {}).items())))
 
 
 def _turns(t: dict) -> str:
     if not t:
         return ""
     return (f"### Turns per dialogue\n\nMean {t.get('mean')} turns per dialogue.\n\n"
-            + _table(("turns", "dialogues"), list(t.get("histogram", {}).items())))
+            + markdown_table(("turns", "dialogues"), list(t.get("histogram", {}).items())))
 
 
 def _tone(t: dict) -> str:
@@ -139,7 +139,7 @@ def _tone(t: dict) -> str:
     return ("### Tone score\n\n"
             "gwq's marker-based tone score of the styled replies (0 = plain, 1 = thick 古文翻译腔): "
             f"mean {t.get('mean')}, p10 {t.get('p10')}, p50 {t.get('p50')}, p90 {t.get('p90')}.\n\n"
-            + _table(("score", "dialogues"), list(t.get("histogram", {}).items())))
+            + markdown_table(("score", "dialogues"), list(t.get("histogram", {}).items())))
 
 
 def _provenance(stats: dict) -> str:
@@ -155,7 +155,7 @@ def _provenance(stats: dict) -> str:
              + (f"; DPO pairs from the {s['pairs']} assistant turn(s)" if s.get("pairs") else ""),
              "- Rejected rows per reason: " + (", ".join(f"`{k}` {v}" for k, v in rejects.items()) or "none"),
              "", "Inputs:", "",
-             _table(("file", "rows", "sha256"),
+             markdown_table(("file", "rows", "sha256"),
                     [(Path(i.get("path", "?")).name, i.get("rows"), f"`{str(i.get('sha256', ''))[:12]}`")
                      for i in stats.get("inputs", [])])]
     return "\n".join(lines)
@@ -212,7 +212,8 @@ def _first_row(path: Path | None) -> dict:
     return {}
 
 
-def _table(columns: tuple, rows: list) -> str:
+def markdown_table(columns: tuple, rows: list) -> str:
+    """A markdown table for cards; a "|" inside a cell is escaped so it cannot split the row."""
     out = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
-    out += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    out += ["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |" for row in rows]
     return "\n".join(out) + "\n"

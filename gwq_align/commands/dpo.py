@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from gwq_align.commands.sft import (CONFIG, DATASET, DEEPSPEED, MODEL, NO_RESUME, NPROC, OUTPUT, QUIET, RECIPE, SET,
-                                    VAL, hyper_options, run_and_report)
+from gwq_align.commands.sft import (CONFIG, DATASET, DEEPSPEED, EPOCHS, GRAD_ACCUM, LORA_ALPHA, LR, MAX_STEPS, MODEL,
+                                    NO_RESUME, NPROC, OUTPUT, QUIET, RECIPE, SAVE_STEPS, SEED, SET, VAL, hyper_options,
+                                    run_and_report)
 from gwq_data.console import cli_errors
 
 
@@ -24,16 +25,16 @@ def main(
     val_dataset: Optional[Path] = VAL,
     recipe: str = RECIPE,
     config: Optional[Path] = CONFIG,
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs over the training set."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps (overrides epochs)."),
+    lr: Optional[float] = LR,
+    epochs: Optional[float] = EPOCHS,
+    max_steps: Optional[int] = MAX_STEPS,
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Longest tokenized prompt + reply."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per forward pass per GPU."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Forward passes per optimizer step."),
+    grad_accum: Optional[int] = GRAD_ACCUM,
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="LoRA rank (ignored with --from-sft: the SFT adapter's)."),
-    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
-    save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint (and evaluate) every N steps."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    lora_alpha: Optional[int] = LORA_ALPHA,
+    save_steps: Optional[int] = SAVE_STEPS,
+    seed: Optional[int] = SEED,
     set_: Optional[List[str]] = SET,
     nproc_per_node: int = NPROC,
     deepspeed: Optional[str] = DEEPSPEED,

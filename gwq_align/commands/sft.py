@@ -21,6 +21,13 @@ NPROC = typer.Option(1, "--nproc-per-node", help="GPUs for data-parallel trainin
 DEEPSPEED = typer.Option(None, "--deepspeed", help="DeepSpeed config: zero0..zero3 or a JSON file (passed to ms-swift).")
 NO_RESUME = typer.Option(False, "--no-resume", help="Start over even if the run dir holds checkpoints.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Only the summary; ms-swift's log still goes to DIR/train.log.")
+LR = typer.Option(None, "--lr", help="Peak learning rate.")
+EPOCHS = typer.Option(None, "--epochs", help="Epochs over the training set.")
+MAX_STEPS = typer.Option(None, "--max-steps", help="Stop after N optimizer steps (overrides epochs).")
+GRAD_ACCUM = typer.Option(None, "--grad-accum", help="Forward passes per optimizer step.")
+LORA_ALPHA = typer.Option(None, "--lora-alpha", help="LoRA alpha.")
+SAVE_STEPS = typer.Option(None, "--save-steps", help="Checkpoint (and evaluate) every N steps.")
+SEED = typer.Option(None, "--seed", help="Random seed.")
 
 
 def hyper_options(lr, epochs, max_steps, max_length, batch_size, grad_accum, lora_rank, lora_alpha, save_steps, seed):
@@ -53,16 +60,16 @@ def main(
     val_dataset: Optional[Path] = VAL,
     recipe: str = RECIPE,
     config: Optional[Path] = CONFIG,
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs over the training set."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps (overrides epochs)."),
+    lr: Optional[float] = LR,
+    epochs: Optional[float] = EPOCHS,
+    max_steps: Optional[int] = MAX_STEPS,
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Longest tokenized dialogue."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Dialogues per forward pass per GPU."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Forward passes per optimizer step."),
+    grad_accum: Optional[int] = GRAD_ACCUM,
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="LoRA rank."),
-    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", help="LoRA alpha."),
-    save_steps: Optional[int] = typer.Option(None, "--save-steps", help="Checkpoint (and evaluate) every N steps."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    lora_alpha: Optional[int] = LORA_ALPHA,
+    save_steps: Optional[int] = SAVE_STEPS,
+    seed: Optional[int] = SEED,
     set_: Optional[List[str]] = SET,
     nproc_per_node: int = NPROC,
     deepspeed: Optional[str] = DEEPSPEED,
