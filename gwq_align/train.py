@@ -162,6 +162,10 @@ def child_env(model: models.ModelRef) -> dict[str, str]:
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     # Multi-GPU hosts here forbid NVLink multicast (it can take a shared host's GPUs down).
     env.setdefault("NCCL_NVLS_ENABLE", "0")
+    # Padding-free rows change length every step; without expandable segments the caching allocator
+    # keeps blocks of every size seen: `fast` on a 7B reserved 63.5 GiB without, 35.1 GiB with (H100).
+    # Users who would rather have the speed on an 80 GB card can set PYTORCH_CUDA_ALLOC_CONF themselves.
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 
 

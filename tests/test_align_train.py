@@ -191,19 +191,25 @@ def test_help(command):
     assert out.returncode == 0 and "Example:" in out.stdout
 
 
-def test_packed_rows_see_only_their_own_dialogue(tiny_model):
+@pytest.mark.parametrize("attn", ["sdpa", "gwq_varlen"])
+def test_packed_rows_see_only_their_own_dialogue(tiny_model, attn):
     """What lets gwq run padding_free on sdpa (gwq_align/swift_entry.py): transformers builds a
-    per-dialogue causal mask from restarting position_ids, so packed logits equal separate ones."""
+    per-dialogue causal mask from restarting position_ids, so packed logits equal separate ones.
+    gwq_varlen is that same sdpa on CPU (its CUDA kernel path: tests/test_align_attention.py)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa").eval()
-    a, b = torch.randint(0, 150000, (1, 7)), torch.randint(0, 150000, (1, 5))
+    from gwq_align import attention
+
+    attention.register()
+    device, dtype, atol = "cpu", torch.float32, 1e-4
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=dtype, attn_implementation=attn).to(device).eval()
+    a, b = (torch.randint(0, 150000, (1, n)).to(device) for n in (7, 5))
     with torch.no_grad():
         separate = torch.cat([model(a).logits, model(b).logits], dim=1)
         # use_cache=False as in training (ms-swift sets it): with a cache transformers skips the packed mask.
-        packed = model(torch.cat([a, b], dim=1), position_ids=torch.tensor([list(range(7)) + list(range(5))]),
+        packed = model(torch.cat([a, b], dim=1), position_ids=torch.tensor([list(range(7)) + list(range(5))]).to(device),
                        use_cache=False).logits
         leaky = model(torch.cat([a, b], dim=1), use_cache=False).logits
-    assert torch.allclose(packed, separate, atol=1e-4)
-    assert not torch.allclose(leaky[:, 7:], separate[:, 7:], atol=1e-4)  # without position_ids b would see a
+    assert torch.allclose(packed.float(), separate.float(), atol=atol)
+    assert not torch.allclose(leaky[:, 7:].float(), separate[:, 7:].float(), atol=atol)  # without position_ids b would see a

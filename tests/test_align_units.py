@@ -137,3 +137,81 @@ def test_argv_and_equivalent_swift_command(tmp_path):
     assert plain == "NPROC_PER_NODE=2 swift rlhf --model m --hub_token '***' --beta 0.1"
     assert runrecord.redact({"hub_token": "x", "include_num_input_tokens_seen": True}) == {
         "hub_token": "***", "include_num_input_tokens_seen": True}
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device,dropout", [("cpu", 0.0), ("cpu", 0.05),
+                                            pytest.param("cuda", 0.0, marks=pytest.mark.skipif("not _cuda()"))])
+def test_lora_inputs_stay_bf16_under_autocast_with_the_same_result(monkeypatch, device, dropout):
+    """swift_entry's peft patch: same outputs and adapter grads, but no fp32 copy of the activations
+    (CPU with dropout keeps the copy: its bf16 dropout rounds the scale). The CUDA case runs on the GPU box;
+    with dropout, CUDA draws bf16 masks in another order than fp32 ones, so see the test below for that case."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from gwq_align import swift_entry
+
+    monkeypatch.setattr(BaseTunerLayer, "_cast_input_dtype", BaseTunerLayer._cast_input_dtype)  # undone after the test
+    monkeypatch.delenv("GWQ_PEFT_INPUT_CAST", raising=False)
+
+    def run(patched: bool):
+        if patched:
+            swift_entry.keep_lora_inputs_in_autocast_dtype()
+        torch.manual_seed(0)
+        base = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.SiLU(), torch.nn.Linear(96, 32)).to(device, torch.bfloat16)
+        model = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, lora_dropout=dropout, target_modules=["0", "2"],
+                                                init_lora_weights=False))
+        seen = []
+        for name, module in model.named_modules():
+            if name.endswith("lora_A.default"):
+                module.register_forward_pre_hook(lambda m, a: seen.append(a[0].dtype))
+        x = torch.randn(16, 64, dtype=torch.bfloat16, device=device, requires_grad=True)
+        torch.manual_seed(1)  # same dropout masks in both runs
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = model(x)
+        out.float().square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
+        return out.detach(), x.grad.clone(), grads, seen
+
+    out0, xg0, g0, seen0 = run(False)
+    out1, xg1, g1, seen1 = run(True)
+    kept = torch.float32 if (device == "cpu" and dropout) else torch.bfloat16
+    assert seen0 == [torch.float32] * 2 and seen1 == [kept] * 2
+    assert torch.equal(out0, out1) and torch.equal(xg0, xg1)
+    assert g0.keys() == g1.keys() and all(torch.allclose(g0[k], g1[k], rtol=1e-3, atol=1e-6) for k in g0), \
+        {k: (g0[k] - g1[k]).abs().max().item() for k in g0}
+
+
+def test_lora_input_cast_kept_without_autocast(monkeypatch):
+    """No autocast (fp32 CPU runs, eval outside autocast): peft's cast still happens, so dtypes match."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from gwq_align import swift_entry
+
+    monkeypatch.setattr(BaseTunerLayer, "_cast_input_dtype", BaseTunerLayer._cast_input_dtype)
+    monkeypatch.delenv("GWQ_PEFT_INPUT_CAST", raising=False)
+    swift_entry.keep_lora_inputs_in_autocast_dtype()
+    base = torch.nn.Sequential(torch.nn.Linear(8, 8)).to(torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["0"]))
+    assert model(torch.randn(2, 8, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif("not _cuda()")
+def test_cuda_bf16_dropout_scales_like_the_fp32_path():
+    """Why the patch may apply on CUDA with dropout: a bf16 dropout keeps x * 1/(1-p) rounded once, exactly
+    what fp32 dropout followed by autocast's cast to bf16 gives (only which elements drop differs)."""
+    import torch
+
+    x = torch.randn(4096, 512, device="cuda", dtype=torch.bfloat16)
+    y = torch.nn.functional.dropout(x, p=0.05, training=True)
+    kept = y != 0
+    assert 0.04 < 1 - kept.float().mean().item() < 0.06
+    assert torch.equal(y[kept], (x.float() * (1 / 0.95)).to(torch.bfloat16)[kept])
