@@ -7,22 +7,33 @@ the gap can be split into "the model step itself" and "everything around it":
 - packed: one row of 8 dialogues (~2,800 tokens) with per-dialogue position_ids (padding-free, sdpa)
 - padded: 8 rows padded to the longest, no packing
 - packed, LoRA dropout 0 / no LoRA at all (frozen base, input grads only)
+- "new lengths" variants: a new row length every step, as real padding-free training sees it
+  (cuDNN's sdpa builds a plan per new length), with sdpa or gwq's varlen attention
+  (gwq_align/attention.py), and with gwq's bf16-LoRA-inputs patch (gwq_align/swift_entry.py)
 
-It prints tokens/s and MFU by 4N per variant, and the top CUDA kernels of the packed step.
+It prints tokens/s, MFU by 4N and peak allocated/reserved memory per variant (--profile: the top
+CUDA kernels of the last variant's step).
 What it leaves out: optimizer step (LoRA params are tiny), liger's fused loss (loss here is the
 plain CE over 152k logits, like `fast` without liger).
 
     python bench/lora_step_probe.py --out bench/results/lora_step_probe.json     # GPU
     python bench/lora_step_probe.py --tiny                                        # CPU smoke run
+    python bench/lora_step_probe.py --only "autocast, sdpa, new lengths;autocast, varlen, new lengths"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gwq_align.runrecord import versions  # noqa: E402
 
 SHAPE_7B = dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
                 intermediate_size=18944, vocab_size=152064)
@@ -30,12 +41,12 @@ SHAPE_TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, nu
                   intermediate_size=128, vocab_size=1000)
 
 
-def build(shape, dropout, lora=True, adapter_bf16=False):
+def build(shape, dropout, lora=True, adapter_bf16=False, attn="sdpa"):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(**shape, max_position_embeddings=4096, tie_word_embeddings=False)
-    cfg._attn_implementation = "sdpa"
+    cfg._attn_implementation = attn
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(dev):
         model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
@@ -50,8 +61,8 @@ def build(shape, dropout, lora=True, adapter_bf16=False):
     return model, dev
 
 
-def batches(lengths, vocab, dev, packed):
-    g = torch.Generator().manual_seed(0)
+def batches(lengths, vocab, dev, packed, seed=0):
+    g = torch.Generator().manual_seed(seed)
     if packed:
         ids = torch.randint(0, vocab, (1, sum(lengths)), generator=g)
         pos = torch.cat([torch.arange(n) for n in lengths])[None]
@@ -65,27 +76,43 @@ def batches(lengths, vocab, dev, packed):
     return dict(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev))
 
 
-AUTOCAST = False
-
-
-def step(model, batch):
+def step(model, batch, autocast):
     # The HF Trainer with bf16=True runs the forward under autocast; the bare probe can do both.
-    with torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16, enabled=AUTOCAST):
+    with torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(**batch)
     out.loss.backward()
 
 
-def timeit(model, batch, steps, dev):
-    for _ in range(2):
-        step(model, batch)
+def timeit(model, make_batch, steps, dev, autocast):
+    """make_batch(i) -> batch; a new i each step means new shapes (what a real padding-free run sees)."""
+    for i in range(2):
+        step(model, make_batch(i), autocast)
     if dev == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step(model, batch)
+    for i in range(steps):
+        step(model, make_batch(2 + i), autocast)
     if dev == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / steps
+
+
+# name: dropout, lora, packed, adapter_bf16, autocast, attention, new lengths each step, bf16 LoRA inputs (gwq patch)
+VARIANTS = {
+    "packed, lora": (0.05, True, True, False, False, "sdpa", False, False),
+    "padded, lora": (0.05, True, False, False, False, "sdpa", False, False),
+    "packed, lora dropout 0": (0.0, True, True, False, False, "sdpa", False, False),
+    "packed, no lora": (0.0, False, True, False, False, "sdpa", False, False),
+    "packed, lora, autocast": (0.05, True, True, False, True, "sdpa", False, False),
+    "packed, lora bf16": (0.05, True, True, True, False, "sdpa", False, False),
+    "packed, lora bf16 dropout 0": (0.0, True, True, True, False, "sdpa", False, False),
+    # What a real run sees: a new row length every step.
+    "autocast, sdpa, new lengths": (0.05, True, True, False, True, "sdpa", True, False),
+    "autocast, varlen, new lengths": (0.05, True, True, False, True, "gwq_varlen", True, False),
+    "autocast, varlen, new lengths, bf16 inputs": (0.05, True, True, False, True, "gwq_varlen", True, True),
+    "lora bf16, varlen, new lengths": (0.05, True, True, True, False, "gwq_varlen", True, False),
+    "no lora, varlen, new lengths": (0.0, False, True, False, True, "gwq_varlen", True, False),
+}
 
 
 def main():
@@ -94,53 +121,71 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--out", default="")
     ap.add_argument("--only", default="", help="variant names separated by ';'")
-    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the packed LoRA step")
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of the last variant's step")
     args = ap.parse_args()
     shape = SHAPE_TINY if args.tiny else SHAPE_7B
-    g = torch.Generator().manual_seed(1)
-    lengths = [int(x) for x in torch.normal(349.0, 77.0, (8,), generator=g).clamp(150, 700)]
-    tokens = sum(lengths)
+    def lengths_for(i):
+        g = torch.Generator().manual_seed(1 + i)
+        return [int(x) for x in torch.normal(349.0, 77.0, (8,), generator=g).clamp(150, 700)]
+
+    from gwq_align import attention, swift_entry
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    attention.register()
+    plain_cast = BaseTunerLayer._cast_input_dtype
     n_params = None
     rows = []
-    global AUTOCAST
-    variants = [("packed, lora", 0.05, True, True, False, False), ("padded, lora", 0.05, True, False, False, False),
-                ("packed, lora dropout 0", 0.0, True, True, False, False), ("packed, no lora", 0.0, False, True, False, False),
-                ("packed, lora, autocast", 0.05, True, True, False, True),
-                ("packed, lora bf16", 0.05, True, True, True, False),
-                ("packed, lora bf16 dropout 0", 0.0, True, True, True, False)]
-    only = [v for v in variants if not args.only or any(v[0] == o for o in args.only.split(";"))]
-    for name, dropout, lora, packed, adapter_bf16, autocast in only:
-        AUTOCAST = autocast
-        model, dev = build(shape, dropout, lora, adapter_bf16)
+    only = [v for v in VARIANTS if not args.only or v in args.only.split(";")]
+    for name in only:
+        dropout, lora, packed, adapter_bf16, autocast, attn, vary, bf16_inputs = VARIANTS[name]
+        BaseTunerLayer._cast_input_dtype = plain_cast
+        if bf16_inputs:
+            os.environ["GWQ_LORA_BF16_INPUTS"] = "1"
+            swift_entry.keep_lora_inputs_in_autocast_dtype()
+        model, dev = build(shape, dropout, lora, adapter_bf16, attn)
         if n_params is None:
             n_params = sum(p.numel() for n, p in model.named_parameters() if "lora" not in n and "embed" not in n)
-        batch = batches(lengths, shape["vocab_size"], dev, packed)
-        sec = timeit(model, batch, args.steps, dev)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else 0.0
+        made = {}
+
+        def make_batch(i):
+            key = i if vary else 0
+            if key not in made:
+                made.clear()
+                made[key] = batches(lengths_for(key), shape["vocab_size"], dev, packed, seed=key)
+            return made[key]
+
+        sec = timeit(model, make_batch, args.steps, dev, autocast)
+        tokens = sum(sum(lengths_for(2 + i if vary else 0)) for i in range(args.steps)) / args.steps
+        alloc = torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else 0.0
+        reserved = torch.cuda.max_memory_reserved() / 2**30 if dev == "cuda" else 0.0
         tps = tokens / sec
-        rows.append({"variant": name, "tokens": tokens, "step_s": round(sec, 4), "tokens_per_s": round(tps),
-                     "mfu_4n": round(tps * 4 * n_params / 989e12, 4), "peak_gib": round(peak, 1)})
+        rows.append({"variant": name, "tokens": round(tokens), "step_s": round(sec, 4), "tokens_per_s": round(tps),
+                     "mfu_4n": round(tps * 4 * n_params / 989e12, 4), "peak_gib": round(alloc, 1),
+                     "reserved_gib": round(reserved, 1)})
         print(rows[-1], flush=True)
-        if name == "packed, lora" and dev == "cuda" and args.profile:
+        if dev == "cuda" and args.profile and name == only[-1]:
             from torch.profiler import ProfilerActivity, profile
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                step(model, batch)
+                step(model, make_batch(99), autocast)
                 torch.cuda.synchronize()
             table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15)
             print(table, flush=True)
             rows[-1]["profile_top"] = table
-        del model, batch
+        del model, made
         if dev == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+    BaseTunerLayer._cast_input_dtype = plain_cast
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"\n{card}, N = {n_params / 1e9:.2f} B matmul params, {tokens} tokens per step")
-    print(f"{'variant':26} {'step s':>8} {'tokens/s':>10} {'MFU 4N':>8} {'peak GiB':>9}")
+    print(f"\n{card}, N = {n_params / 1e9:.2f} B matmul params, ~2,800 tokens per step (8 dialogues)")
+    print(f"{'variant':44} {'step s':>8} {'tokens/s':>10} {'MFU 4N':>8} {'peak GiB':>9} {'reserved':>9}")
     for r in rows:
-        print(f"{r['variant']:26} {r['step_s']:>8} {r['tokens_per_s']:>10} {r['mfu_4n']:>8.1%} {r['peak_gib']:>9}")
+        print(f"{r['variant']:44} {r['step_s']:>8} {r['tokens_per_s']:>10} {r['mfu_4n']:>8.1%} {r['peak_gib']:>9} "
+              f"{r['reserved_gib']:>9}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"card": card, "n_params": n_params, "rows": rows}, f, indent=2)
+            json.dump({"bench": "lora_step_probe", "card": card, "n_params": n_params, "versions": versions(),
+                       "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

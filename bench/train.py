@@ -84,14 +84,15 @@ def run_group(cmd: list[str], env: dict, timeout: float) -> tuple:
         return "timeout", out
 
 
-def rate(run_dir: Path, warmup: int, samples_per_step: int) -> dict:
-    """Steady-state numbers from logging.jsonl (logging_steps=1)."""
+def rate(run_dir: Path, warmup: int, samples_per_step: int, until: int | None = None) -> dict:
+    """Steady-state numbers from logging.jsonl (logging_steps=1), from step `warmup` to `until` (default: the last)."""
     rows = [json.loads(x) for x in (run_dir / "logging.jsonl").read_text().splitlines() if x.strip()]
     steps = []
     for r in rows:
         if "loss" in r and "train_loss" not in r and "num_input_tokens_seen" in r:
             step = int(str(r["global_step/max_steps"]).split("/")[0])
-            steps.append((step, r["train_speed(s/it)"] * step, r["num_input_tokens_seen"], r.get("memory(GiB)")))
+            if until is None or step <= until:
+                steps.append((step, r["train_speed(s/it)"] * step, r["num_input_tokens_seen"], r.get("memory(GiB)")))
     if len(steps) <= warmup:
         return {"error": f"only {len(steps)} steps logged"}
     (s0, t0, k0, _), (s1, t1, k1, _) = steps[warmup - 1] if warmup else (0, 0.0, 0, None), steps[-1]
@@ -170,9 +171,12 @@ def main() -> None:
     ap.add_argument("--try", dest="tries", action="append", default=[],
                     help="extra variant NAME:BASE:key=value,key=value (BASE a variant name), e.g. c_nodrop:c_gwq_fast:lora_dropout=0")
     ap.add_argument("--tails", default="", help="append each variant's last log lines here")
+    ap.add_argument("--profile", default="", help="comma-separated variant names: torch.profiler over their last "
+                    "step (bench/profile_hook), which are then left out of the rates")
     args = ap.parse_args()
     t_start = time.time()
-    steps = {k: int(v) for k, v in (x.split("=") for x in args.steps.split(","))}
+    steps = {"seed": 5, "fast": 30, "dpo_seed": 4, "dpo_fast": 16}
+    steps.update({k: int(v) for k, v in (x.split("=") for x in args.steps.split(","))})
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1",
@@ -207,14 +211,23 @@ def main() -> None:
     todo = variants(str(model_dir), str(data), steps, work, args.nproc)
     for spec in args.tries:
         name, base, sets = spec.split(":", 2)
-        v = dict(next(x for x in todo if x["name"] == base), name=name, dir=work / name)
+        v = dict(next(x for x in todo if x["name"] == base), name=name, dir=work / name, env={})
         v["cmd"] = [str(work / name) if c == str(work / base[0]) else c for c in v["cmd"]]
+        batch = {}
         for kv in filter(None, sets.split(",")):
+            if kv.startswith("env."):  # env.GWQ_PEFT_INPUT_CAST=1: an environment variable for this variant
+                key, _, value = kv[4:].partition("=")
+                v["env"][key] = value
+                continue
             v["cmd"] += ["--set", kv]
             if kv.startswith("gradient_checkpointing="):
                 v["ckpt"] = kv.endswith("true")
             if kv.startswith(("per_device_train_batch_size=", "gradient_accumulation_steps=")):
-                raise SystemExit("--try keeps the base's batch (samples/s is computed from it)")
+                key, _, value = kv.partition("=")
+                batch[key] = int(value)
+        if batch:  # samples/s is computed from the effective batch: keep it at the base's
+            if batch.get("per_device_train_batch_size", 0) * batch.get("gradient_accumulation_steps", 0) != v["spb"]:
+                raise SystemExit(f"--try {name}: set both batch keys, with product {v['spb']} (the base's batch)")
         todo.append(v)
     if only:  # run in the order given, so the most wanted numbers come first
         todo = [v for o in only for v in todo if v["name"].startswith(o)]
@@ -234,11 +247,27 @@ def main() -> None:
         # One GPU unless the variant is the data-parallel one: with several GPUs visible and no
         # torchrun, ms-swift would split the model across them (device_map), not what we measure.
         gpus = ",".join(str(i) for i in range(args.nproc)) if v["name"].startswith("f_") else "0"
-        code, log = run_group(cmd, dict(os.environ, CUDA_VISIBLE_DEVICES=gpus), timeout)
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, **v.get("env", {}))
+        until = None
+        if v["name"] in args.profile.split(","):
+            last = int(cmd[cmd.index("--max-steps") + 1])
+            until = last - 2  # the profiled last step runs slower; rates end before it
+            env.update(GWQ_PROFILE=f"{work / ('profile-' + v['name'])}:{last - 1}:{last}",
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "bench/profile_hook"), env.get("PYTHONPATH")])))
+        code, log = run_group(cmd, env, timeout)
         entry = {"name": v["name"], "kind": v["kind"], "wall_s": round(time.time() - t, 1), "exit": code,
                  "command": shlex.join(cmd)}
         try:
-            entry.update(rate(v["dir"], args.warmup, v["spb"]))
+            entry.update(rate(v["dir"], args.warmup, v["spb"], until))
+            if v.get("env"):
+                entry["env"] = v["env"]
+            if until is not None:
+                prof = work / f"profile-{v['name']}"
+                entry["profile"] = json.loads((prof / "summary.json").read_text())
+                if args.tails:
+                    with open(args.tails, "a") as f:
+                        f.write(f"\n===== {v['name']} profile\n" + (prof / "cuda_kernels.txt").read_text()
+                                + (prof / "cpu_ops.txt").read_text())
         except (OSError, ValueError, KeyError, IndexError) as e:
             entry["error"] = f"no rates: {type(e).__name__}: {e}"
         if entry.get("tokens_per_s"):
