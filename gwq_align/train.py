@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,8 +137,41 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
     found = runrecord.checkpoints(job.output_dir) if job.resume and job.output_dir.exists() else []
     latest = found[-1] if found else None
     if latest is not None:
+        _check_same_run(job, args, dataset_files)
         args["resume_from_checkpoint"] = str(latest.resolve())
     return args, dataset_files, model, latest
+
+
+# Arguments that may differ when a run is resumed: how long to train, how often to log/save/evaluate,
+# and how the work is executed. Anything else (data, LoRA shape, learning rate, batch) would splice two
+# different trainings into one adapter.
+RESUMABLE_CHANGES = {
+    "max_steps", "num_train_epochs", "save_steps", "eval_steps", "logging_steps", "save_total_limit", "eval_strategy",
+    "save_strategy", "per_device_eval_batch_size", "dataloader_num_workers", "dataset_num_proc", "report_to",
+    "attn_impl", "use_liger_kernel", "resume_from_checkpoint", "logging_dir", "ddp_timeout",
+    "dataset", "val_dataset",  # paths; their content is compared by hash
+}
+
+
+def _check_same_run(job: Job, args: dict[str, Any], dataset_files: list[dict]) -> None:
+    """Resuming continues the checkpoints' training: refuse when the data or the training itself changed."""
+    if not (job.output_dir / runrecord.FILE).is_file():
+        return
+    previous = runrecord.read(job.output_dir)
+    where = f"{job.output_dir} holds checkpoints of a run"
+    old = {(f.get("split"), f.get("sha256")) for f in (previous.get("dataset") or {}).get("files") or []}
+    new = {(f.get("split"), f.get("sha256")) for f in dataset_files}
+    if old and old != new:
+        names = ", ".join(f"{f.get('split')}={f.get('path')}" for f in (previous.get("dataset") or {}).get("files") or [])
+        raise UsageError(f"{where} on other data ({names}, by content hash); resuming would mix two trainings. "
+                         "Pass a new --output-dir for this dataset")
+    before, now = previous.get("args") or {}, runrecord.redact(args)
+    changed = sorted(k for k in set(before) | set(now)
+                     if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k) and before)
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        raise UsageError(f"{where} with other settings ({detail}); resuming would mix two trainings. "
+                         "Pass a new --output-dir, or the same settings to continue")
 
 
 def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
@@ -179,6 +213,7 @@ def run(job: Job, echo=None) -> dict:
                  "(change one, e.g. --max-steps, to train further, or pass a new --output-dir)")
         return finished
     argv, swift_command = commands(job, args)
+    previous_session = _previous_session(job.output_dir)
     job.output_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "gwq_run_version": runrecord.VERSION, "kind": job.kind, "status": "running", "error": None,
@@ -191,7 +226,10 @@ def run(job: Job, echo=None) -> dict:
         "started_at": runrecord.now(), "finished_at": None, "wall_s": None,
         "tokens_seen": None, "tokens_per_s": None, "samples_per_s": None, "peak_memory_gib": None,
         "metrics": {"final": {}, "best": {}},
+        "pid": os.getpid(), "host": socket.gethostname(),
     }
+    if previous_session:
+        record["previous_session"] = previous_session
     runrecord.write(job.output_dir, record)
     start = time.monotonic()
     error = None
@@ -223,6 +261,35 @@ def run(job: Job, echo=None) -> dict:
         kind = UsageError if error.startswith("ms-swift refused an argument") else GwqError
         raise kind(f"{job.kind} failed: {error} (record: {job.output_dir / runrecord.FILE})")
     return record
+
+
+def _previous_session(run_dir: Path) -> Optional[str]:
+    """A record still at "running": another gwq-align is training here (refuse) or one died without
+    finishing it (SIGKILL, out-of-memory killer, power loss): say so in the new record."""
+    if not (run_dir / runrecord.FILE).is_file():
+        return None
+    previous = runrecord.read(run_dir)
+    if previous.get("status") != "running":
+        return None
+    pid, host = previous.get("pid"), previous.get("host")
+    if pid and host == socket.gethostname() and pid != os.getpid() and _alive(pid):
+        raise UsageError(f"another gwq-align (pid {pid}) is training into {run_dir}; wait for it or stop it first")
+    return (f"the session started {previous.get('started_at')} ended without finishing its record "
+            "(killed, or its machine stopped); resumed from the last complete checkpoint")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # The pid may have been recycled by another program since: only a gwq process counts.
+    try:
+        return b"gwq" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 def _raise_interrupt(signum, frame):

@@ -45,3 +45,59 @@ def test_from_sft_on_another_base_is_refused(tiny_model, toy_pairs, tmp_path):
     dpo = align("dpo", "--model", other, "--dataset", toy_pairs, "--output-dir", tmp_path / "dpo", "--from-sft", sft,
                 "--recipe", "cpu-tiny", check=False)
     assert dpo.returncode == 2 and "was trained on" in dpo.stderr
+
+
+def test_resuming_with_other_data_or_settings_is_refused(tiny_model, toy_pairs, tmp_path):
+    out = tmp_path / "sft"
+    align(*sft_args(tiny_model, toy_pairs, out, steps=3))
+    other = tmp_path / "other.jsonl"
+    other.write_text(toy_pairs.read_text(encoding="utf-8").replace("推荐一本书", "推荐两本书"), encoding="utf-8")
+    data = align(*sft_args(tiny_model, other, out, steps=6), check=False)
+    assert data.returncode == 2 and "on other data" in data.stderr and "new --output-dir" in data.stderr
+    lr = align(*sft_args(tiny_model, toy_pairs, out, steps=6), "--lr", "1e-3", check=False)
+    assert lr.returncode == 2 and "learning_rate: 0.002 -> 0.001" in lr.stderr
+    # The same file under another name is the same data; a longer run is still a continuation.
+    same = tmp_path / "copy.jsonl"
+    same.write_bytes(toy_pairs.read_bytes())
+    align(*sft_args(tiny_model, same, out, steps=4), "--save-steps", 4)
+    rec = record(out)
+    assert rec["status"] == "succeeded" and rec["resumed_from"].endswith("checkpoint-3")
+
+
+def test_killed_run_is_noted_and_resumed_and_a_live_one_is_not_joined(tiny_model, toy_pairs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import gwq_cmd
+
+    out = tmp_path / "sft"
+    cmd = gwq_cmd("gwq-align") + [str(a) for a in sft_args(tiny_model, toy_pairs, out, steps=9)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "checkpoint-3" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first.exists()
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the record stays at "running"
+    proc.wait()
+    assert record(out)["status"] == "running"
+
+    # A live gwq process named in the record: refuse to train into the same directory.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "gwq-align"])
+    try:
+        rec = record(out)
+        (out / "gwq_run.json").write_text(json.dumps(dict(rec, pid=sleeper.pid)))
+        busy = align(*sft_args(tiny_model, toy_pairs, out, steps=9), check=False)
+        assert busy.returncode == 2 and f"pid {sleeper.pid}" in busy.stderr
+        (out / "gwq_run.json").write_text(json.dumps(rec))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    align(*sft_args(tiny_model, toy_pairs, out, steps=9))
+    rec = record(out)
+    assert rec["status"] == "succeeded" and rec["adapter"] == "checkpoint-9"
+    assert "ended without finishing" in rec["previous_session"] and rec["resumed_from"]
