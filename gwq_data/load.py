@@ -24,11 +24,13 @@ class Loaded:
     source: str
     line: int
     record: dict
+    label: str | None = None  # how reports name the file; load() sets it
 
     @property
     def ref(self) -> str:
-        """A stable id for reports: the record's own id, else file:line."""
-        return self.record.get("id") or f"{Path(self.source).name}:{self.line}"
+        """A stable id for reports: the record's own id, else file:line (the file's name, or its path
+        where two inputs share a name)."""
+        return self.record.get("id") or f"{self.label or Path(self.source).name}:{self.line}"
 
 
 def load(paths: Iterable[str | Path], limits: Limits | None = None, *, checks: bool = True,
@@ -37,8 +39,10 @@ def load(paths: Iterable[str | Path], limits: Limits | None = None, *, checks: b
     from gwq_data.errors import UsageError
 
     limits = limits or Limits()
+    paths = [Path(p) for p in paths]
+    names = Counter(p.name for p in paths)
     for path in paths:
-        path = Path(path)
+        label = path.name if names[path.name] == 1 else str(path)
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         for row in read_rows(path):
@@ -55,7 +59,7 @@ def load(paths: Iterable[str | Path], limits: Limits | None = None, *, checks: b
                 first = problems[0]
                 yield reject_record(row.source, row.line, first.reason, first.detail, data=row.data)
             else:
-                yield Loaded(row.source, row.line, record)
+                yield Loaded(row.source, row.line, record, label)
 
 
 def refuse_overwriting_inputs(inputs: Iterable[str | Path], *outputs: str | Path | None) -> None:

@@ -72,3 +72,18 @@ def test_missing_input_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["dedupe", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2
     assert "no such file" in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_same_file_name_in_two_folders_gives_unambiguous_refs(tmp_path):
+    """Reports name a row by file:line; two inputs called input.jsonl are named by their paths instead."""
+    a, b = tmp_path / "a" / "input.jsonl", tmp_path / "b" / "input.jsonl"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_text("".join(line for line in (CASES / "input.jsonl").read_text("utf-8").splitlines(True)
+                                if '"id"' not in line), "utf-8")  # keep only the rows that have no id
+    result = CliRunner().invoke(app, ["dedupe", str(a), str(b), "--out", str(tmp_path / "o.jsonl"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    clusters = _jsonl(tmp_path / "o.clusters.jsonl")
+    refs = [c["kept"] for c in clusters] + [d for c in clusters for d in c["dropped"]]
+    assert refs and all(r.startswith((str(a) + ":", str(b) + ":")) for r in refs)
+    assert any(r.startswith(str(b)) for r in refs)  # b's copy of a's row is a duplicate named by b's path
