@@ -69,18 +69,12 @@ def test_killed_run_is_noted_and_resumed_and_a_live_one_is_not_joined(tiny_model
     import signal
     import subprocess
     import sys
-    import time
 
-    from conftest import gwq_cmd
+    from test_align_train import start_until_first_checkpoint
 
     out = tmp_path / "sft"
-    cmd = gwq_cmd("gwq-align") + [str(a) for a in sft_args(tiny_model, toy_pairs, out, steps=9)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first = out / "checkpoint-3" / "trainer_state.json"
-    deadline = time.monotonic() + 300
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert first.exists()
+    proc = start_until_first_checkpoint(sft_args(tiny_model, toy_pairs, out, steps=9), out,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: the record stays at "running"
     proc.wait()
     assert record(out)["status"] == "running"

@@ -84,15 +84,21 @@ def test_sft_loss_falls_and_every_lora_weight_changes(sft_run, tiny_model, toy_p
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_same_command_resumes(tiny_model, toy_pairs, tmp_path, sft_run):
-    out = tmp_path / "sft"
-    cmd = gwq_cmd("gwq-align") + [str(a) for a in sft_args(tiny_model, toy_pairs, out, steps=9)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_until_first_checkpoint(args, out, **popen) -> subprocess.Popen:
+    """Start `gwq-align ARGS` and return once checkpoint-3 is complete (its trainer_state.json written)."""
+    proc = subprocess.Popen(gwq_cmd("gwq-align") + [str(a) for a in args], **popen)
     first = out / "checkpoint-3" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert first.exists(), proc.communicate()[1][-2000:]
+    assert first.exists(), (proc.communicate()[1] or "")[-2000:]
+    return proc
+
+
+def test_ctrl_c_then_same_command_resumes(tiny_model, toy_pairs, tmp_path, sft_run):
+    out = tmp_path / "sft"
+    proc = start_until_first_checkpoint(sft_args(tiny_model, toy_pairs, out, steps=9), out,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
