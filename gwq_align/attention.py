@@ -68,8 +68,12 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
 
     position_ids = kwargs.get("position_ids")
     batch, heads, q_len, dim = query.shape
-    if (position_ids is not None and not sliding_window and dropout == 0.0 and getattr(module, "is_causal", True)
-            and _varlen_applies(query.device, batch, attention_mask, q_len, key.shape[2])):
+    if _varlen_applies(query.device, batch, attention_mask, q_len, key.shape[2]):
+        # The mask function has already returned "no mask" for this call, so sdpa is no longer a safe
+        # fallback here: it would let a packed row's dialogues see each other.
+        if position_ids is None or sliding_window or dropout or not getattr(module, "is_causal", True):
+            raise ValueError("attn_impl gwq_varlen covers causal attention without dropout or sliding window, "
+                             "with position_ids; use attn_impl sdpa for this model")
         cu, longest = segments(position_ids)
         q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (T, heads, dim)
         if k.shape[1] != heads and _gqa_native[0]:
