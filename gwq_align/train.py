@@ -174,9 +174,14 @@ def _check_same_run(job: Job, args: dict[str, Any], dataset_files: list[dict]) -
                          "Pass a new --output-dir, or the same settings to continue")
 
 
+# Passed to ms-swift through the environment instead of its command line, so its own args.json and
+# the process list never hold them (ms-swift reads MODELSCOPE_API_TOKEN; huggingface_hub reads HF_TOKEN).
+SECRET_ARGS = {"hub_token": ("MODELSCOPE_API_TOKEN", "HF_TOKEN")}
+
+
 def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     """(argv gwq runs, the equivalent plain `swift` command line for the record and the docs)."""
-    cli = to_cli(args)
+    cli = to_cli({k: v for k, v in args.items() if k not in SECRET_ARGS})
     sub = SWIFT_COMMAND[job.kind]
     if job.nproc_per_node > 1:
         launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={job.nproc_per_node}",
@@ -189,8 +194,11 @@ def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     return launch + cli, plain + shlex.join(["swift", sub] + redacted)
 
 
-def child_env(model: models.ModelRef) -> dict[str, str]:
+def child_env(model: models.ModelRef, args: Optional[dict[str, Any]] = None) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    for key, names in SECRET_ARGS.items():
+        if (args or {}).get(key):
+            env.update({name: str(args[key]) for name in names})
     if model.local:
         # A local model must never wait on a hub; datasets are local files too.
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -239,7 +247,7 @@ def run(job: Job, echo=None) -> dict:
                          if threading.current_thread() is threading.main_thread() else {})
     filtered: list[dict] = []
     try:
-        code, tail = _stream(argv, child_env(model), job.output_dir / "train.log", echo, job.quiet, filtered)
+        code, tail = _stream(argv, child_env(model, args), job.output_dir / "train.log", echo, job.quiet, filtered)
         record["dataset"]["filtered"] = filtered
         dropped = sum(f["rows"] - f["kept"] for f in filtered)
         if dropped and echo:

@@ -133,8 +133,11 @@ def test_argv_and_equivalent_swift_command(tmp_path):
     job = train.Job("dpo", "m", tmp_path, tmp_path / "out", nproc_per_node=2)
     argv, plain = train.commands(job, {"model": "m", "hub_token": "sk-secret", "beta": 0.1})
     assert argv[1:6] == ["-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "gwq_align.swift_entry"]
-    assert argv[6:] == ["rlhf", "--model", "m", "--hub_token", "sk-secret", "--beta", "0.1"]
+    # The token reaches ms-swift through its environment, never its argv (so never its args.json).
+    assert argv[6:] == ["rlhf", "--model", "m", "--beta", "0.1"]
     assert plain == "NPROC_PER_NODE=2 swift rlhf --model m --hub_token '***' --beta 0.1"
+    env = train.child_env(train.models.ModelRef("org/m", local=False), {"hub_token": "sk-secret"})
+    assert env["MODELSCOPE_API_TOKEN"] == env["HF_TOKEN"] == "sk-secret"
     assert runrecord.redact({"hub_token": "x", "include_num_input_tokens_seen": True}) == {
         "hub_token": "***", "include_num_input_tokens_seen": True}
 
