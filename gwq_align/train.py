@@ -150,6 +150,7 @@ RESUMABLE_CHANGES = {
     "save_strategy", "per_device_eval_batch_size", "dataloader_num_workers", "dataset_num_proc", "report_to",
     "attn_impl", "use_liger_kernel", "resume_from_checkpoint", "logging_dir", "ddp_timeout",
     "dataset", "val_dataset",  # paths; their content is compared by hash
+    "hub_token", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_strategy",
 }
 
 
