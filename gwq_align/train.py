@@ -166,9 +166,10 @@ def _check_same_run(job: Job, args: dict[str, Any], dataset_files: list[dict]) -
         names = ", ".join(f"{f.get('split')}={f.get('path')}" for f in (previous.get("dataset") or {}).get("files") or [])
         raise UsageError(f"{where} on other data ({names}, by content hash); resuming would mix two trainings. "
                          "Pass a new --output-dir for this dataset")
-    before, now = previous.get("args") or {}, runrecord.redact(args)
-    changed = sorted(k for k in set(before) | set(now)
-                     if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k) and before)
+    before, now = previous.get("args"), runrecord.redact(args)
+    if not before:
+        return
+    changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
         raise UsageError(f"{where} with other settings ({detail}); resuming would mix two trainings. "
@@ -222,7 +223,7 @@ def run(job: Job, echo=None) -> dict:
                  "(change one, e.g. --max-steps, to train further, or pass a new --output-dir)")
         return finished
     argv, swift_command = commands(job, args)
-    previous_session = _previous_session(job.output_dir)
+    previous_session = _previous_session(job.output_dir, resumed)
     job.output_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "gwq_run_version": runrecord.VERSION, "kind": job.kind, "status": "running", "error": None,
@@ -272,7 +273,7 @@ def run(job: Job, echo=None) -> dict:
     return record
 
 
-def _previous_session(run_dir: Path) -> Optional[str]:
+def _previous_session(run_dir: Path, resumed: Optional[Path]) -> Optional[str]:
     """A record still at "running": another gwq-align is training here (refuse) or one died without
     finishing it (SIGKILL, out-of-memory killer, power loss): say so in the new record."""
     if not (run_dir / runrecord.FILE).is_file():
@@ -283,8 +284,10 @@ def _previous_session(run_dir: Path) -> Optional[str]:
     pid, host = previous.get("pid"), previous.get("host")
     if pid and host == socket.gethostname() and pid != os.getpid() and _alive(pid):
         raise UsageError(f"another gwq-align (pid {pid}) is training into {run_dir}; wait for it or stop it first")
+    then = (f"resumed from {resumed.name}, the last complete checkpoint" if resumed
+            else "it left no complete checkpoint, so this one started over")
     return (f"the session started {previous.get('started_at')} ended without finishing its record "
-            "(killed, or its machine stopped); resumed from the last complete checkpoint")
+            f"(killed, or its machine stopped); {then}")
 
 
 def _alive(pid: int) -> bool:
