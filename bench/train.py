@@ -5,9 +5,11 @@
 
 Each variant is a real training subprocess (ms-swift 4.6) on synthetic dialogues whose
 templated token lengths follow the real dataset (349 ± 77 Qwen2 tokens, 1-3 turns). Rates come
-from ms-swift's logging.jsonl with logging_steps=1: elapsed(step) = train_speed(s/it) × steps,
-tokens = num_input_tokens_seen (non-padding, see gwq_align/swift_entry.py). The first
---warmup optimizer steps are excluded.
+from ms-swift's logging.jsonl: elapsed(step) = train_speed(s/it) × steps, tokens =
+num_input_tokens_seen (non-padding, see gwq_align/swift_entry.py), between the first logged step
+at or after --warmup and the last. seed/DPO-seed log every step; fast/DPO-fast and the 2-GPU run
+keep their recipe's logging every 10 steps (so `fast` is measured over steps 10..40).
+Two benches can share a 2-GPU host: --gpu 1 (and SKIP_INSTALL=1 for bench/gpu_train.sh).
 
 MFU = tokens/s × FLOPs/token ÷ peak (989 TFLOP/s dense bf16, H100/H200 SXM datasheet).
 FLOPs/token, N = parameters doing matmuls (all but the input embedding), attention ignored:
@@ -85,7 +87,8 @@ def run_group(cmd: list[str], env: dict, timeout: float) -> tuple:
 
 
 def rate(run_dir: Path, warmup: int, samples_per_step: int, until: int | None = None) -> dict:
-    """Steady-state numbers from logging.jsonl (logging_steps=1), from step `warmup` to `until` (default: the last)."""
+    """Steady-state numbers from logging.jsonl between the first logged step >= `warmup` and the last
+    logged step (<= `until`). Times come from ms-swift's cumulative train_speed(s/it) x step."""
     rows = [json.loads(x) for x in (run_dir / "logging.jsonl").read_text().splitlines() if x.strip()]
     steps = []
     for r in rows:
@@ -93,14 +96,18 @@ def rate(run_dir: Path, warmup: int, samples_per_step: int, until: int | None = 
             step = int(str(r["global_step/max_steps"]).split("/")[0])
             if until is None or step <= until:
                 steps.append((step, r["train_speed(s/it)"] * step, r["num_input_tokens_seen"], r.get("memory(GiB)")))
-    if len(steps) <= warmup:
-        return {"error": f"only {len(steps)} steps logged"}
-    (s0, t0, k0, _), (s1, t1, k1, _) = steps[warmup - 1] if warmup else (0, 0.0, 0, None), steps[-1]
+    # The first logged step at or after `warmup` is the baseline: the slow first steps fall before it.
+    later = [x for x in steps if x[0] >= warmup] if warmup else [(0, 0.0, 0, None)] + steps
+    if len(later) < 2:
+        return {"error": f"only {len(steps)} steps logged ({[x[0] for x in steps]}), none after warmup {warmup}"}
+    (s0, t0, k0, _), (s1, t1, k1, _) = later[0], later[-1]
     mem = [m for *_, m in steps if m is not None]
     last = [r for r in rows if "loss" in r and "train_loss" not in r][-1]
     out = {"measured_steps": s1 - s0, "seconds": round(t1 - t0, 2), "tokens": k1 - k0,
            "tokens_per_s": round((k1 - k0) / (t1 - t0), 1), "samples_per_s": round((s1 - s0) * samples_per_step / (t1 - t0), 3),
-           "peak_memory_gib": max(mem) if mem else None, "final_loss": last.get("loss")}
+           "peak_memory_gib": max(mem) if mem else None, "final_loss": last.get("loss"),
+           # Rate of each logged interval: shows how steady the window was.
+           "interval_tokens_per_s": [round((b[2] - a[2]) / (b[1] - a[1]), 1) for a, b in zip(later, later[1:]) if b[1] > a[1]]}
     for key in ("rewards/margins", "rewards/accuracies"):
         if key in last:
             out[key] = last[key]
@@ -109,9 +116,12 @@ def rate(run_dir: Path, warmup: int, samples_per_step: int, until: int | None = 
 
 def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list[dict]:
     gwq = [sys.executable, "-c", "from gwq_align.cli import app; app()"]
-    # Bench-only settings that change no numerics: log every step, never save, tokenize in parallel.
-    common = ["--model", model, "--dataset", data, "--set", "logging_steps=1", "--set", "save_steps=100000",
+    # Bench-only settings that change no numerics: never save, tokenize in parallel. The slow recipes log
+    # every step (a step takes seconds, so the GPU drain a log costs is lost in it). The fast ones keep their
+    # recipe's logging_steps=10, as users run them: at ~0.5 s a step, logging every step cost 9% (H200).
+    common = ["--model", model, "--dataset", data, "--set", "save_steps=100000",
               "--set", "eval_strategy=no", "--set", "dataset_num_proc=8", "--no-resume", "-q"]
+    every_step = ["--set", "logging_steps=1"]
     tutorial = ["--model_type", "qwen2", "--template", "qwen2_5", "--tuner_type", "lora", "--lora_rank", "8",
                 "--lora_alpha", "32", "--lora_dropout", "0.05", "--target_modules", "all-linear", "--learning_rate", "5e-5",
                 "--num_train_epochs", "1", "--max_length", "1024", "--per_device_train_batch_size", "1",
@@ -126,13 +136,13 @@ def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list
                  "--dataset_num_proc", "8",
                  "--include_num_input_tokens_seen", "true"], "dir": work / "a"},
         {"name": "b_gwq_seed", "kind": "sft", "ckpt": True, "spb": 16,
-         "cmd": gwq + ["sft", *common, "--recipe", "seed", "--max-steps", str(steps["seed"]), "--output-dir", str(work / "b")],
+         "cmd": gwq + ["sft", *common, *every_step, "--recipe", "seed", "--max-steps", str(steps["seed"]), "--output-dir", str(work / "b")],
          "dir": work / "b"},
         {"name": "c_gwq_fast", "kind": "sft", "ckpt": False, "spb": 16,
          "cmd": gwq + ["sft", *common, "--recipe", "fast", "--max-steps", str(steps["fast"]), "--output-dir", str(work / "c")],
          "dir": work / "c"},
         {"name": "d_gwq_dpo_seed", "kind": "dpo", "ckpt": True, "spb": 16,
-         "cmd": gwq + ["dpo", *common, "--recipe", "seed", "--max-steps", str(steps["dpo_seed"]), "--output-dir", str(work / "d")],
+         "cmd": gwq + ["dpo", *common, *every_step, "--recipe", "seed", "--max-steps", str(steps["dpo_seed"]), "--output-dir", str(work / "d")],
          "dir": work / "d"},
         {"name": "e_gwq_dpo_fast", "kind": "dpo", "ckpt": False, "spb": 16,
          "cmd": gwq + ["dpo", *common, "--recipe", "fast", "--max-steps", str(steps["dpo_fast"]), "--output-dir", str(work / "e")],
@@ -161,8 +171,10 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/gwq-bench")
     ap.add_argument("--out-dir", default=str(REPO / "bench/results"), help="writes train-<card>.json here")
     ap.add_argument("--only", default="", help="comma-separated variant names (prefixes) to run")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", default="seed=5,fast=30,dpo_seed=4,dpo_fast=16")
+    ap.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the rates (the first logged "
+                    "step at or after this one is the baseline; fast recipes log every 10 steps)")
+    ap.add_argument("--steps", default="seed=5,fast=41,dpo_seed=4,dpo_fast=31")
+    ap.add_argument("--gpu", default="0", help="the GPU for one-GPU variants (two bench processes can share a 2-GPU host)")
     ap.add_argument("--rows", type=int, default=800)
     ap.add_argument("--nproc", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=300, help="seconds per variant")
@@ -175,7 +187,7 @@ def main() -> None:
                     "step (bench/profile_hook), which are then left out of the rates")
     args = ap.parse_args()
     t_start = time.time()
-    steps = {"seed": 5, "fast": 30, "dpo_seed": 4, "dpo_fast": 16}
+    steps = {"seed": 5, "fast": 41, "dpo_seed": 4, "dpo_fast": 31}
     steps.update({k: int(v) for k, v in (x.split("=") for x in args.steps.split(","))})
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -211,8 +223,9 @@ def main() -> None:
     todo = variants(str(model_dir), str(data), steps, work, args.nproc)
     for spec in args.tries:
         name, base, sets = spec.split(":", 2)
-        v = dict(next(x for x in todo if x["name"] == base), name=name, dir=work / name, env={})
-        v["cmd"] = [str(work / name) if c == str(work / base[0]) else c for c in v["cmd"]]
+        parent = next(x for x in todo if x["name"] == base)  # a variant or an earlier --try
+        v = dict(parent, name=name, dir=work / name, env=dict(parent.get("env", {})))
+        v["cmd"] = [str(work / name) if c == str(parent["dir"]) else c for c in v["cmd"]]
         batch = {}
         for kv in filter(None, sets.split(",")):
             if kv.startswith("env."):  # env.GWQ_PEFT_INPUT_CAST=1: an environment variable for this variant
@@ -230,7 +243,8 @@ def main() -> None:
                 raise SystemExit(f"--try {name}: set both batch keys, with product {v['spb']} (the base's batch)")
         todo.append(v)
     if only:  # run in the order given, so the most wanted numbers come first
-        todo = [v for o in only for v in todo if v["name"].startswith(o)]
+        names = {v["name"] for v in todo}
+        todo = [v for o in only for v in todo if (v["name"] == o if o in names else v["name"].startswith(o))]
     for v in todo:
         if args.deadline and time.time() - t_start > args.deadline:
             result["results"].append({"name": v["name"], "error": "skipped: bench deadline reached"})
@@ -246,7 +260,7 @@ def main() -> None:
             timeout = max(30, min(timeout, int(args.hard_deadline - (time.time() - t_start))))
         # One GPU unless the variant is the data-parallel one: with several GPUs visible and no
         # torchrun, ms-swift would split the model across them (device_map), not what we measure.
-        gpus = ",".join(str(i) for i in range(args.nproc)) if v["name"].startswith("f_") else "0"
+        gpus = ",".join(str(i) for i in range(args.nproc)) if v["name"].startswith("f_") else args.gpu
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, **v.get("env", {}))
         until = None
         if v["name"] in args.profile.split(","):

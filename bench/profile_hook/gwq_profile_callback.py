@@ -96,7 +96,10 @@ def install(trainer_callback) -> None:
                 acts = [torch.profiler.ProfilerActivity.CPU]
                 if torch.cuda.is_available():
                     acts.append(torch.profiler.ProfilerActivity.CUDA)
-                self.prof = torch.profiler.profile(activities=acts, with_stack=True)
+                # Python stacks name each sync's caller but slow the CPU side down a lot, which inflates
+                # the GPU's idle gaps; GWQ_PROFILE_STACK=0 for truer gap sizes.
+                stack = os.environ.get("GWQ_PROFILE_STACK", "1") != "0"
+                self.prof = torch.profiler.profile(activities=acts, with_stack=stack)
                 self.prof.__enter__()
                 self.t0 = time.perf_counter()
 

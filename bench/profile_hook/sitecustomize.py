@@ -1,6 +1,7 @@
 """Profile a few optimizer steps of any HF/ms-swift Trainer run, from outside it.
 
     GWQ_PROFILE=OUTDIR[:START[:STOP]] PYTHONPATH=bench/profile_hook gwq-align sft ...
+    GWQ_PROFILE_STACK=0 ...   # no Python stacks: less profiler overhead, truer idle gaps
 
 Python imports `sitecustomize` at start-up in every process that sees this PYTHONPATH (so the
 ms-swift child of gwq-align too). When GWQ_PROFILE is set, every transformers Trainer gets
