@@ -149,6 +149,7 @@ RESUMABLE_CHANGES = {
     "max_steps", "num_train_epochs", "save_steps", "eval_steps", "logging_steps", "save_total_limit", "eval_strategy",
     "save_strategy", "per_device_eval_batch_size", "dataloader_num_workers", "dataset_num_proc", "report_to",
     "attn_impl", "use_liger_kernel", "resume_from_checkpoint", "logging_dir", "ddp_timeout",
+    "dataloader_pin_memory", "logging_nan_inf_filter",
     "dataset", "val_dataset",  # paths; their content is compared by hash
     "hub_token", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_strategy",
 }

@@ -219,3 +219,24 @@ def test_packed_rows_see_only_their_own_dialogue(tiny_model, attn):
         leaky = model(torch.cat([a, b], dim=1), use_cache=False).logits
     assert torch.allclose(packed.float(), separate.float(), atol=atol)
     assert not torch.allclose(leaky[:, 7:].float(), separate[:, 7:].float(), atol=atol)  # without position_ids b would see a
+
+
+@pytest.mark.slow
+def test_deferred_token_count_matches_transformers_own(tiny_model, toy_pairs, tmp_path):
+    """gwq keeps the token count on the device between logs (swift_entry.defer_token_count): the
+    logged counts and the count saved with a checkpoint must equal transformers' eager `.item()` count.
+    Grad-accum 2, logging every 2 steps and saving at 3, so counts pile up across micro-steps and a
+    save lands between two logs."""
+    runs = {}
+    for mode, env in (("deferred", {}), ("eager", {"GWQ_EAGER_TOKEN_COUNT": "1"})):
+        out = tmp_path / mode
+        args = sft_args(tiny_model, toy_pairs, out) + ["--set", "logging_steps=2", "--set", "gradient_accumulation_steps=2",
+                                                       "--set", "per_device_train_batch_size=2"]
+        result = subprocess.run(gwq_cmd("gwq-align") + [str(a) for a in args], capture_output=True, text=True,
+                                timeout=400, env=dict(os.environ, COLUMNS="1000", **env))
+        assert result.returncode == 0, result.stderr[-3000:]
+        saved = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["num_input_tokens_seen"]
+        runs[mode] = (logged(out, "num_input_tokens_seen"), saved, record(out)["tokens_seen"])
+    counts, saved, total = runs["deferred"]
+    assert len(counts) >= 3 and counts == sorted(counts) and 0 < saved < total
+    assert runs["deferred"] == runs["eager"]
