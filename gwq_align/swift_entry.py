@@ -31,6 +31,12 @@ logged losses), one H200 ran `fast` at 11,303 tokens/s, and 11,297 with all thre
 measured speed-up on one GPU; kept because it is what was measured and it never waits.
 GWQ_EAGER_TOKEN_COUNT=1 turns it off.
 
+Fifth, the adapter's output: peft adds each LoRA as `result + lora_B(h) * scaling`, three passes
+over the layer's whole output (B's product, the scaled copy, the sum) and one more backward for the
+scale. `torch.addmm(result, h, B.T, alpha=scaling)` is the same sum in one GEMM whose epilogue scales
+and adds (add_lora_output_in_one_gemm); it also rounds to bf16 once instead of three times.
++7% on the bare 7B step (H200); end to end within run-to-run noise. GWQ_PEFT_PLAIN_FORWARD=1 turns it off.
+
 Everything else is ms-swift unchanged: same argument parser, same trainers.
 """
 
@@ -168,6 +174,44 @@ def keep_lora_inputs_in_autocast_dtype() -> None:
     BaseTunerLayer._cast_input_dtype = cast
 
 
+def _add_scaled_product(result, h, weight, scaling: float):
+    """result + (h @ weight.T) * scaling, as one GEMM where the dtypes allow it."""
+    import torch
+
+    if not (torch.is_autocast_enabled(result.device.type) or result.dtype == h.dtype == weight.dtype):
+        return result + torch.nn.functional.linear(h, weight) * scaling  # peft's own maths
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), weight.t(), alpha=scaling)
+    return out.view(result.shape)
+
+
+def add_lora_output_in_one_gemm() -> None:
+    import os
+
+    from peft.tuners.lora.layer import Linear
+
+    if os.environ.get("GWQ_PEFT_PLAIN_FORWARD") == "1":
+        return
+    original = Linear.forward
+
+    def forward(self, x, *args, **kwargs):
+        # Only the plain case: adapters on, unmerged, no per-row adapter names, no DoRA & co, no LoRA bias.
+        if (args or kwargs or self.disable_adapters or self.merged or self.lora_variant
+                or any(b.bias is not None for b in self.lora_B.values())):
+            return original(self, x, *args, **kwargs)
+        result = self.base_layer(x)
+        dtype = result.dtype
+        for name in self.active_adapters:
+            if name not in self.lora_A:
+                continue
+            lora_A = self.lora_A[name]
+            h = lora_A(self.lora_dropout[name](self._cast_input_dtype(x, lora_A.weight.dtype)))
+            result = _add_scaled_product(result, h, self.lora_B[name].weight, self.scaling[name])
+        return result.to(dtype)
+
+    forward.__wrapped__ = original
+    Linear.forward = forward
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ("sft", "rlhf"):
         raise SystemExit("usage: python -m gwq_align.swift_entry sft|rlhf --model ... (ms-swift arguments)")
@@ -178,6 +222,7 @@ def main(argv: list[str]) -> None:
     allow_padding_free_with_sdpa()
     count_real_tokens()
     keep_lora_inputs_in_autocast_dtype()
+    add_lora_output_in_one_gemm()
     defer_token_count()
     attention.register()
     sys.argv = [f"swift-{command}"] + args

@@ -218,3 +218,74 @@ def test_cuda_bf16_dropout_scales_like_the_fp32_path():
     kept = y != 0
     assert 0.04 < 1 - kept.float().mean().item() < 0.06
     assert torch.equal(y[kept], (x.float() * (1 / 0.95)).to(torch.bfloat16)[kept])
+
+
+class _Calls(__import__("torch").overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("autocast,dropout", [(False, 0.0), (True, 0.0), (True, 0.1)])
+def test_lora_output_in_one_gemm_matches_peft(monkeypatch, autocast, dropout):
+    """swift_entry's addmm forward: the same outputs and gradients as peft's `result + B(A(x)) * scaling`
+    (to bf16 rounding under autocast), with one addmm per adapter instead of a product, a scale and an add."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+
+    from gwq_align import swift_entry
+
+    monkeypatch.setattr(Linear, "forward", Linear.forward)  # undone after the test
+    monkeypatch.delenv("GWQ_PEFT_PLAIN_FORWARD", raising=False)
+    dtype = torch.bfloat16 if autocast else torch.float32
+
+    def run(patched: bool):
+        if patched:
+            swift_entry.add_lora_output_in_one_gemm()
+        torch.manual_seed(0)
+        base = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.SiLU(), torch.nn.Linear(96, 32)).to(dtype)
+        model = get_peft_model(base, LoraConfig(r=8, lora_alpha=32, lora_dropout=dropout, target_modules=["0", "2"],
+                                                init_lora_weights=False))
+        x = torch.randn(2, 16, 64, dtype=dtype, requires_grad=True)
+        torch.manual_seed(1)  # same dropout masks in both runs
+        with _Calls() as calls, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(x)
+        out.float().square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        with model.disable_adapter():  # DPO's reference: the base alone, through peft's own path
+            base_out = model(x)
+        return out.detach(), x.grad.clone(), grads, calls.names.count("addmm"), base_out.detach()
+
+    out0, xg0, g0, n0, ref0 = run(False)
+    out1, xg1, g1, n1, ref1 = run(True)
+    assert n1 - n0 == 2  # one per adapted layer
+    tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out0.float(), out1.float(), **tol)
+    assert torch.allclose(xg0.float(), xg1.float(), **tol)
+    assert g0.keys() == g1.keys() and all(torch.allclose(g0[k], g1[k], **tol) for k in g0), \
+        {k: (g0[k] - g1[k]).abs().max().item() for k in g0}
+    assert torch.equal(ref0, ref1)
+
+
+def test_lora_output_gemm_leaves_dora_to_peft(monkeypatch):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+
+    from gwq_align import swift_entry
+
+    monkeypatch.setattr(Linear, "forward", Linear.forward)
+    torch.manual_seed(0)
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(8, 8)), LoraConfig(r=2, target_modules=["0"],
+                                                                                    use_dora=True))
+    x = torch.randn(3, 8)
+    before = model(x)
+    swift_entry.add_lora_output_in_one_gemm()
+    with _Calls() as calls:
+        after = model(x)
+    assert torch.equal(before, after) and "addmm" not in calls.names
