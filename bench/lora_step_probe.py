@@ -9,7 +9,8 @@ the gap can be split into "the model step itself" and "everything around it":
 - packed, LoRA dropout 0 / no LoRA at all (frozen base, input grads only)
 - "new lengths" variants: a new row length every step, as real padding-free training sees it
   (cuDNN's sdpa builds a plan per new length), with sdpa or gwq's varlen attention
-  (gwq_align/attention.py), and with gwq's bf16-LoRA-inputs patch (gwq_align/swift_entry.py)
+  (gwq_align/attention.py), with gwq's bf16-LoRA-inputs patch and its one-GEMM adapter output
+  (gwq_align/swift_entry.py)
 
 It prints tokens/s, MFU by 4N and peak allocated/reserved memory per variant (--profile: the top
 CUDA kernels of the last variant's step).
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -97,21 +97,23 @@ def timeit(model, make_batch, steps, dev, autocast):
     return (time.perf_counter() - t0) / steps
 
 
-# name: dropout, lora, packed, adapter_bf16, autocast, attention, new lengths each step, bf16 LoRA inputs (gwq patch)
+# name: dropout, lora, packed, adapter_bf16, autocast, attention, new lengths each step, gwq's peft patches
+# (0: none, 1: bf16 LoRA inputs, 2: and the adapter output added in one addmm)
 VARIANTS = {
-    "packed, lora": (0.05, True, True, False, False, "sdpa", False, False),
-    "padded, lora": (0.05, True, False, False, False, "sdpa", False, False),
-    "packed, lora dropout 0": (0.0, True, True, False, False, "sdpa", False, False),
-    "packed, no lora": (0.0, False, True, False, False, "sdpa", False, False),
-    "packed, lora, autocast": (0.05, True, True, False, True, "sdpa", False, False),
-    "packed, lora bf16": (0.05, True, True, True, False, "sdpa", False, False),
-    "packed, lora bf16 dropout 0": (0.0, True, True, True, False, "sdpa", False, False),
+    "packed, lora": (0.05, True, True, False, False, "sdpa", False, 0),
+    "padded, lora": (0.05, True, False, False, False, "sdpa", False, 0),
+    "packed, lora dropout 0": (0.0, True, True, False, False, "sdpa", False, 0),
+    "packed, no lora": (0.0, False, True, False, False, "sdpa", False, 0),
+    "packed, lora, autocast": (0.05, True, True, False, True, "sdpa", False, 0),
+    "packed, lora bf16": (0.05, True, True, True, False, "sdpa", False, 0),
+    "packed, lora bf16 dropout 0": (0.0, True, True, True, False, "sdpa", False, 0),
     # What a real run sees: a new row length every step.
-    "autocast, sdpa, new lengths": (0.05, True, True, False, True, "sdpa", True, False),
-    "autocast, varlen, new lengths": (0.05, True, True, False, True, "gwq_varlen", True, False),
-    "autocast, varlen, new lengths, bf16 inputs": (0.05, True, True, False, True, "gwq_varlen", True, True),
-    "lora bf16, varlen, new lengths": (0.05, True, True, True, False, "gwq_varlen", True, False),
-    "no lora, varlen, new lengths": (0.0, False, True, False, True, "gwq_varlen", True, False),
+    "autocast, sdpa, new lengths": (0.05, True, True, False, True, "sdpa", True, 0),
+    "autocast, varlen, new lengths": (0.05, True, True, False, True, "gwq_varlen", True, 0),
+    "autocast, varlen, new lengths, bf16 inputs": (0.05, True, True, False, True, "gwq_varlen", True, 1),
+    "autocast, varlen, new lengths, bf16 inputs, addmm": (0.05, True, True, False, True, "gwq_varlen", True, 2),
+    "lora bf16, varlen, new lengths": (0.05, True, True, True, False, "gwq_varlen", True, 0),
+    "no lora, varlen, new lengths": (0.0, False, True, False, True, "gwq_varlen", True, 0),
 }
 
 
@@ -129,19 +131,21 @@ def main():
         return [int(x) for x in torch.normal(349.0, 77.0, (8,), generator=g).clamp(150, 700)]
 
     from gwq_align import attention, swift_entry
+    from peft.tuners.lora.layer import Linear
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     attention.register()
-    plain_cast = BaseTunerLayer._cast_input_dtype
+    plain_cast, plain_forward = BaseTunerLayer._cast_input_dtype, Linear.forward
     n_params = None
     rows = []
     only = [v for v in VARIANTS if not args.only or v in args.only.split(";")]
     for name in only:
-        dropout, lora, packed, adapter_bf16, autocast, attn, vary, bf16_inputs = VARIANTS[name]
-        BaseTunerLayer._cast_input_dtype = plain_cast
-        if bf16_inputs:
-            os.environ["GWQ_LORA_BF16_INPUTS"] = "1"
+        dropout, lora, packed, adapter_bf16, autocast, attn, vary, patches = VARIANTS[name]
+        BaseTunerLayer._cast_input_dtype, Linear.forward = plain_cast, plain_forward
+        if patches >= 1:
             swift_entry.keep_lora_inputs_in_autocast_dtype()
+        if patches >= 2:
+            swift_entry.add_lora_output_in_one_gemm()
         model, dev = build(shape, dropout, lora, adapter_bf16, attn)
         if n_params is None:
             n_params = sum(p.numel() for n, p in model.named_parameters() if "lora" not in n and "embed" not in n)
@@ -175,7 +179,7 @@ def main():
         if dev == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-    BaseTunerLayer._cast_input_dtype = plain_cast
+    BaseTunerLayer._cast_input_dtype, Linear.forward = plain_cast, plain_forward
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\n{card}, N = {n_params / 1e9:.2f} B matmul params, ~2,800 tokens per step (8 dialogues)")
     print(f"{'variant':44} {'step s':>8} {'tokens/s':>10} {'MFU 4N':>8} {'peak GiB':>9} {'reserved':>9}")

@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -254,6 +255,9 @@ def main() -> None:
         if args.tiny and "swift.cli.sft" in cmd:
             cmd = [("float32" if c == "bfloat16" else c) for c in cmd]
         print(f"== {v['name']}: {shlex.join(cmd)}", flush=True)
+        # A fresh scratch dir: gwq refuses to overwrite an earlier run's checkpoints, and rates must come
+        # from this run's logs only (a warm machine keeps the last call's /tmp).
+        shutil.rmtree(v["dir"], ignore_errors=True)
         t = time.time()
         timeout = args.timeout
         if args.hard_deadline:
