@@ -17,11 +17,13 @@ What it leaves out: streaming of lines larger than memory, compression.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -106,12 +108,33 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def _remove_stale_temps(path: Path, min_age_s: float = 60.0) -> None:
+    """A writer killed with SIGKILL leaves its hidden temp file behind; the next write to the same path
+    removes it. Only temps whose writer pid is gone and that have not been touched for a minute (a pid
+    from another host on a shared filesystem looks gone too; an active writer keeps its mtime fresh)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Write `path` through a temp file that is renamed into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes 0600 files; give the result the mode a plain open() would have.
     umask = os.umask(0)
     os.umask(umask)

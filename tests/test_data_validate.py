@@ -2,9 +2,11 @@
 exit codes 0/1/2, the rejects file, and atomic writes."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from conftest import REPO, gwq_cmd
@@ -174,4 +176,18 @@ def test_killed_writer_leaves_no_half_file(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert result.returncode == -9
     assert not target.exists()
-    assert all(p.name.startswith(".out.jsonl.") for p in tmp_path.iterdir())
+    (orphan,) = tmp_path.iterdir()
+    assert orphan.name.startswith(".out.jsonl.")
+
+    # A live writer's temp (here: our parent's pid) stays; so does a dead writer's for its first minute.
+    alive = tmp_path / f".out.jsonl.{os.getppid()}.abc.tmp"
+    alive.write_text("x")
+    old = time.time() - 3600
+    os.utime(alive, (old, old))
+    write_jsonl(target, [{"a": 1}])
+    assert orphan.exists() and alive.exists()
+    # The next write after that removes the dead writer's leftover.
+    os.utime(orphan, (old, old))
+    write_jsonl(target, [{"a": 2}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out.jsonl"]
+    assert target.read_text() == '{"a":2}\n'
