@@ -10,6 +10,7 @@ num_input_tokens_seen (non-padding, see gwq_align/swift_entry.py), between the f
 at or after --warmup and the last. seed/DPO-seed log every step; fast/DPO-fast and the 2-GPU run
 keep their recipe's logging every 10 steps (so `fast` is measured over steps 10..40).
 Two benches can share a 2-GPU host: --gpu 1 (and SKIP_INSTALL=1 for bench/gpu_train.sh).
+With --nproc N > 1, f_ (SFT fast) and g_ (DPO fast) run data-parallel over N GPUs.
 
 MFU = tokens/s × FLOPs/token ÷ peak (989 TFLOP/s dense bf16, H100/H200 SXM datasheet).
 FLOPs/token, N = parameters doing matmuls (all but the input embedding), attention ignored:
@@ -153,6 +154,9 @@ def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list
         v.append({"name": f"f_gwq_fast_{nproc}gpu", "kind": "sft", "ckpt": False, "spb": 16 * nproc,
                   "cmd": gwq + ["sft", *common, "--recipe", "fast", "--max-steps", str(steps["fast"]), "--nproc-per-node",
                                 str(nproc), "--output-dir", str(work / "f")], "dir": work / "f"})
+        v.append({"name": f"g_gwq_dpo_fast_{nproc}gpu", "kind": "dpo", "ckpt": False, "spb": 16 * nproc,
+                  "cmd": gwq + ["dpo", *common, "--recipe", "fast", "--max-steps", str(steps["dpo_fast"]),
+                                "--nproc-per-node", str(nproc), "--output-dir", str(work / "g")], "dir": work / "g"})
     return v
 
 
@@ -264,7 +268,8 @@ def main() -> None:
             timeout = max(30, min(timeout, int(args.hard_deadline - (time.time() - t_start))))
         # One GPU unless the variant is the data-parallel one: with several GPUs visible and no
         # torchrun, ms-swift would split the model across them (device_map), not what we measure.
-        gpus = ",".join(str(i) for i in range(args.nproc)) if v["name"].startswith("f_") else args.gpu
+        multi = v["name"].startswith(("f_", "g_"))  # the data-parallel variants
+        gpus = ",".join(str(i) for i in range(args.nproc)) if multi else args.gpu
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, **v.get("env", {}))
         until = None
         if v["name"] in args.profile.split(","):
@@ -291,7 +296,7 @@ def main() -> None:
         if entry.get("tokens_per_s"):
             per_token = (4 + (2 if v["ckpt"] else 0)) + (2 if v["kind"] == "dpo" else 0)
             entry["flops_per_token"] = f"{per_token}N"
-            gpus_used = args.nproc if v["name"].startswith("f_") else 1
+            gpus_used = args.nproc if multi else 1
             entry["mfu"] = round(entry["tokens_per_s"] * per_token * n_params / (gpus_used * PEAK_TFLOPS * 1e12), 4)
         if code != 0:
             entry["log_tail"] = log.splitlines()[-15:]
