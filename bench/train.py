@@ -149,6 +149,12 @@ def variants(model: str, data: str, steps: dict, work: Path, nproc: int) -> list
         {"name": "e_gwq_dpo_fast", "kind": "dpo", "ckpt": False, "spb": 16,
          "cmd": gwq + ["dpo", *common, "--recipe", "fast", "--max-steps", str(steps["dpo_fast"]), "--output-dir", str(work / "e")],
          "dir": work / "e"},
+        {"name": "h_gwq_fast_24gb", "kind": "sft", "ckpt": True, "spb": 16,
+         "cmd": gwq + ["sft", *common, "--recipe", "fast-24gb", "--max-steps", str(steps["fast"]), "--output-dir", str(work / "h")],
+         "dir": work / "h"},
+        {"name": "i_gwq_dpo_fast_24gb", "kind": "dpo", "ckpt": True, "spb": 16,
+         "cmd": gwq + ["dpo", *common, "--recipe", "fast-24gb", "--max-steps", str(steps["dpo_fast"]), "--output-dir", str(work / "i")],
+         "dir": work / "i"},
     ]
     if nproc > 1:
         v.append({"name": f"f_gwq_fast_{nproc}gpu", "kind": "sft", "ckpt": False, "spb": 16 * nproc,
@@ -190,6 +196,8 @@ def main() -> None:
     ap.add_argument("--tails", default="", help="append each variant's last log lines here")
     ap.add_argument("--profile", default="", help="comma-separated variant names: torch.profiler over their last "
                     "step (bench/profile_hook), which are then left out of the rates")
+    ap.add_argument("--sync-debug", default="", help="comma-separated variant names: count host<-device syncs by "
+                    "caller over two steps before the end (bench/profile_hook), left out of the rates")
     args = ap.parse_args()
     t_start = time.time()
     steps = {"seed": 5, "fast": 41, "dpo_seed": 4, "dpo_fast": 31}
@@ -218,6 +226,7 @@ def main() -> None:
 
     card = (hw["gpu_name"] or "cpu").replace("NVIDIA ", "").replace(" ", "-")
     n_params = flops_params(str(model_dir))
+    n_layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
     result = {"bench": "train", "card": hw["gpu_name"] or "cpu", "hardware": hw, "versions": versions(),
               "model": "tiny" if args.tiny else "Qwen2-7B shape (random bf16)", "flops_params_N": n_params,
               "peak_tflops": PEAK_TFLOPS, "dataset": {"rows": len(rows), "target_tokens": f"{MEAN}±{STD}"},
@@ -262,6 +271,8 @@ def main() -> None:
         # A fresh scratch dir: gwq refuses to overwrite an earlier run's checkpoints, and rates must come
         # from this run's logs only (a warm machine keeps the last call's /tmp).
         shutil.rmtree(v["dir"], ignore_errors=True)
+        shutil.rmtree(work / f"profile-{v['name']}", ignore_errors=True)
+        (work / f"syncs-{v['name']}.txt").unlink(missing_ok=True)
         t = time.time()
         timeout = args.timeout
         if args.hard_deadline:
@@ -272,11 +283,15 @@ def main() -> None:
         gpus = ",".join(str(i) for i in range(args.nproc)) if multi else args.gpu
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus, **v.get("env", {}))
         until = None
+        hook = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "bench/profile_hook"), env.get("PYTHONPATH")]))}
+        last = int(cmd[cmd.index("--max-steps") + 1]) if "--max-steps" in cmd else 0
         if v["name"] in args.profile.split(","):
-            last = int(cmd[cmd.index("--max-steps") + 1])
             until = last - 2  # the profiled last step runs slower; rates end before it
-            env.update(GWQ_PROFILE=f"{work / ('profile-' + v['name'])}:{last - 1}:{last}",
-                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "bench/profile_hook"), env.get("PYTHONPATH")])))
+            env.update(hook, GWQ_PROFILE=f"{work / ('profile-' + v['name'])}:{last - 1}:{last}")
+        if v["name"] in args.sync_debug.split(","):
+            stop = last - 2 if until else last  # before the profiled step when both are asked for
+            until = stop - 3  # warnings with stacks slow these steps down
+            env.update(hook, GWQ_SYNC_DEBUG=f"{work / ('syncs-' + v['name'] + '.txt')}:{stop - 2}:{stop}")
         code, log = run_group(cmd, env, timeout)
         entry = {"name": v["name"], "kind": v["kind"], "wall_s": round(time.time() - t, 1), "exit": code,
                  "command": shlex.join(cmd)}
@@ -284,7 +299,10 @@ def main() -> None:
             entry.update(rate(v["dir"], args.warmup, v["spb"], until))
             if v.get("env"):
                 entry["env"] = v["env"]
-            if until is not None:
+            syncs = work / f"syncs-{v['name']}.txt"
+            if v["name"] in args.sync_debug.split(",") and syncs.is_file():
+                entry["syncs"] = syncs.read_text().splitlines()
+            if "GWQ_PROFILE" in env:
                 prof = work / f"profile-{v['name']}"
                 entry["profile"] = json.loads((prof / "summary.json").read_text())
                 if args.tails:
@@ -294,8 +312,17 @@ def main() -> None:
         except (OSError, ValueError, KeyError, IndexError) as e:
             entry["error"] = f"no rates: {type(e).__name__}: {e}"
         if entry.get("tokens_per_s"):
-            per_token = (4 + (2 if v["ckpt"] else 0)) + (2 if v["kind"] == "dpo" else 0)
-            entry["flops_per_token"] = f"{per_token}N"
+            recomputed = 1.0 if v["ckpt"] else 0.0  # share of the layers whose forward runs twice
+            record = v["dir"] / "gwq_run.json"
+            if record.is_file():  # what the run really did, from its resolved arguments
+                ran = json.loads(record.read_text()).get("args", {})
+                recomputed = 0.0
+                if ran.get("gradient_checkpointing"):
+                    layers = ran.get("gwq_checkpoint_layers")
+                    recomputed = 1.0 if layers is None else min(1.0, int(layers) / n_layers)
+            entry["recomputed_layers_share"] = round(recomputed, 3)
+            per_token = round(4 + 2 * recomputed + (2 if v["kind"] == "dpo" else 0), 2)
+            entry["flops_per_token"] = f"{per_token:g}N"
             gpus_used = args.nproc if multi else 1
             entry["mfu"] = round(entry["tokens_per_s"] * per_token * n_params / (gpus_used * PEAK_TFLOPS * 1e12), 4)
         if code != 0:

@@ -1,6 +1,9 @@
-"""The callback behind bench/profile_hook/sitecustomize.py: where does a training step's time go?
+"""The callbacks behind bench/profile_hook/sitecustomize.py: where does a training step's time go?
 
-Writes to OUTDIR (from GWQ_PROFILE=OUTDIR[:START[:STOP]]):
+GWQ_SYNC_DEBUG=FILE[:START[:STOP]]: every host<-device sync torch reports in optimizer steps
+START..STOP (torch.cuda.set_sync_debug_mode("warn")), counted by Python caller, written to FILE.
+
+GWQ_PROFILE writes to OUTDIR (from GWQ_PROFILE=OUTDIR[:START[:STOP]]):
   summary.json      wall time of the profiled steps, GPU busy time (union of kernel intervals),
                     the largest GPU idle gaps with the CPU ops that ran during them, and every
                     host<-device sync (aten::item / nonzero / cudaStreamSynchronize ...) with its
@@ -21,8 +24,8 @@ SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "cudaStreamSynchronize
             "cudaMemcpy", "aten::is_nonzero")
 
 
-def _spec():
-    out, *rest = os.environ["GWQ_PROFILE"].split(":")
+def _spec(var: str = "GWQ_PROFILE"):
+    out, *rest = os.environ[var].split(":")
     start = int(rest[0]) if rest else 10
     stop = int(rest[1]) if len(rest) > 1 else start + 2
     return Path(out), start, stop
@@ -80,7 +83,7 @@ def summarize(prof, wall_s: float, out: Path) -> dict:
     return summary
 
 
-def install(trainer_callback) -> None:
+def profile_callback(trainer_callback):
     out, start, stop = _spec()
 
     class ProfileSteps(trainer_callback.TrainerCallback):
@@ -116,9 +119,66 @@ def install(trainer_callback) -> None:
                       f"({s['gpu_busy_fraction']}), syncs {sum(x['count'] for x in s['syncs'])} -> {out}", flush=True)
                 self.prof = None
 
+    return ProfileSteps()
+
+
+def sync_debug_callback(trainer_callback):
+    import threading
+    import traceback
+    import warnings
+
+    out, start, stop = _spec("GWQ_SYNC_DEBUG")
+    counts: Counter = Counter()
+
+    class SyncDebug(trainer_callback.TrainerCallback):
+        """torch warns at each sync while the mode is on; we count them by their nearest non-torch callers."""
+
+        def __init__(self):
+            self.on = False
+            self.show = None
+
+        def record(self, message, category, *a, **kw):
+            if "synchroniz" not in str(message):
+                return self.show(message, category, *a, **kw)
+            frames = [f for f in traceback.extract_stack()[:-2] if "site-packages/torch/" not in f.filename
+                      and "warnings.py" not in f.filename and "gwq_profile_callback" not in f.filename][-3:]
+            where = " <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
+            counts[(str(message).split(".")[0][:60], where or threading.current_thread().name)] += 1
+
+        def on_step_begin(self, args, state, control, **kw):
+            import torch
+
+            if state.global_step == start and not self.on and torch.cuda.is_available():
+                self.on, self.show = True, warnings.showwarning
+                warnings.simplefilter("always")  # every occurrence, not only the first per caller
+                warnings.showwarning = self.record
+                torch.cuda.set_sync_debug_mode("warn")
+
+        def on_step_end(self, args, state, control, **kw):
+            import torch
+
+            if self.on and state.global_step == stop:
+                torch.cuda.set_sync_debug_mode("default")
+                warnings.showwarning, self.on = self.show, False
+                steps = stop - start  # on_step_begin sees the steps done so far: steps start+1..stop ran
+                lines = [f"# host<-device syncs in optimizer steps {start + 1}..{stop} ({steps} steps), by caller"]
+                lines += [f"{n:6d}  {msg} @ {where}" for (msg, where), n in counts.most_common()]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text("\n".join(lines) + "\n")
+                print(f"[gwq-sync-debug] {sum(counts.values())} syncs in {steps} steps -> {out}", flush=True)
+
+    return SyncDebug()
+
+
+def install(trainer_callback) -> None:
+    extra = []
+    if os.environ.get("GWQ_PROFILE"):
+        extra.append(profile_callback(trainer_callback))
+    if os.environ.get("GWQ_SYNC_DEBUG"):
+        extra.append(sync_debug_callback(trainer_callback))
     original = trainer_callback.CallbackHandler.__init__
 
     def init(self, callbacks, *a, **kw):
-        original(self, list(callbacks) + [ProfileSteps()], *a, **kw)
+        original(self, list(callbacks) + extra, *a, **kw)
 
     trainer_callback.CallbackHandler.__init__ = init

@@ -2,6 +2,7 @@
 
     GWQ_PROFILE=OUTDIR[:START[:STOP]] PYTHONPATH=bench/profile_hook gwq-align sft ...
     GWQ_PROFILE_STACK=0 ...   # no Python stacks: less profiler overhead, truer idle gaps
+    GWQ_SYNC_DEBUG=FILE[:START[:STOP]] ...   # count host<-device syncs by caller (CUDA only)
 
 Python imports `sitecustomize` at start-up in every process that sees this PYTHONPATH (so the
 ms-swift child of gwq-align too). When GWQ_PROFILE is set, every transformers Trainer gets
@@ -11,7 +12,7 @@ Bench-only: gwq itself never imports this.
 
 import os
 
-if os.environ.get("GWQ_PROFILE"):
+if os.environ.get("GWQ_PROFILE") or os.environ.get("GWQ_SYNC_DEBUG"):
     import importlib.abc
     import importlib.util
     import sys
