@@ -24,6 +24,8 @@ import inspect
 
 import torch
 
+from gwq_align import host_sync
+
 NAME = "gwq_varlen"
 
 try:
@@ -52,12 +54,15 @@ def segments(position_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(cu_seqlens int32 on the GPU, longest dialogue) from position_ids like [0 1 2 0 1 0 1 2 3]."""
     if _last[0] is position_ids:
         return _last[1]
-    pos = position_ids.reshape(-1).cpu()  # one small copy: the kernel needs max_len as a Python int anyway
+    # The kernel needs max_len as a Python int: read the batch's host copy when the loader kept one
+    # (gwq_align/host_sync.py), else copy the row back (the CPU then waits for the GPU to catch up).
+    host = host_sync.host_copy(position_ids)
+    pos = (host if host is not None and host.shape == position_ids.shape else position_ids).reshape(-1).cpu()
     if pos.numel() == 0 or pos[0] != 0:
         raise ValueError("gwq_varlen: position_ids of a packed row must start at 0")
     starts = torch.nonzero(pos == 0).reshape(-1)
     cu = torch.cat([starts, torch.tensor([pos.numel()])]).to(torch.int32)
-    result = (cu.to(position_ids.device, non_blocking=True), int(cu.diff().max()))
+    result = (host_sync.to_device_like(cu, position_ids), int(cu.diff().max()))
     _last[0], _last[1] = position_ids, result
     return result
 
