@@ -37,6 +37,13 @@ scale. `torch.addmm(result, h, B.T, alpha=scaling)` is the same sum in one GEMM 
 and adds (add_lora_output_in_one_gemm); it also rounds to bf16 once instead of three times.
 +7% on the bare 7B step (H200); end to end within run-to-run noise. GWQ_PEFT_PLAIN_FORWARD=1 turns it off.
 
+Sixth, opt-in (GWQ_ASYNC_COPIES=1): the waits before each padding-free micro-batch (ms-swift's
+blocking batch copy, transformers' packed-row check, gwq_varlen's boundaries) removed by
+gwq_align/host_sync.py. Fewer syncs, no measured speed-up, so off by default.
+
+Seventh, gwq_checkpoint_layers (GWQ_CHECKPOINT_LAYERS from gwq-align): gradient checkpointing on the
+first N decoder layers only, so a recipe can spend exactly the memory it has on skipped recomputation.
+
 Everything else is ms-swift unchanged: same argument parser, same trainers.
 """
 
@@ -44,7 +51,7 @@ from __future__ import annotations
 
 import sys
 
-from gwq_align import attention
+from gwq_align import attention, host_sync
 
 PACKED_SDPA_IMPLS = ("sdpa", "gwq_varlen")
 
@@ -212,6 +219,41 @@ def add_lora_output_in_one_gemm() -> None:
     Linear.forward = forward
 
 
+def checkpoint_only_first(model, keep: int) -> tuple[int, int]:
+    """Leave gradient checkpointing on for the first `keep` decoder layers that have it, off for the rest.
+
+    Checkpointing every layer frees the most memory and costs a whole extra forward; a layer left alone
+    keeps its activations and skips the recomputation, so `keep` trades memory for speed.
+    Returns (layers checkpointed, layers that were)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    for layer in layers[keep:]:
+        layer.gradient_checkpointing = False
+    return min(keep, len(layers)), len(layers)
+
+
+def checkpoint_first_layers() -> None:
+    """gwq_checkpoint_layers (gwq-align passes it as GWQ_CHECKPOINT_LAYERS): applied right after ms-swift
+    has turned gradient checkpointing on for the model."""
+    import os
+
+    value = os.environ.get("GWQ_CHECKPOINT_LAYERS")
+    if not value:
+        return
+    keep = int(value)
+    from swift.trainers.mixin import SwiftMixin
+
+    original = SwiftMixin._prepare_gradient_checkpointing
+
+    def prepare(self, model):
+        original(self, model)
+        done, total = checkpoint_only_first(model, keep)
+        print(f"[gwq] gradient checkpointing on {done} of {total} decoder layers", flush=True)
+
+    SwiftMixin._prepare_gradient_checkpointing = prepare
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ("sft", "rlhf"):
         raise SystemExit("usage: python -m gwq_align.swift_entry sft|rlhf --model ... (ms-swift arguments)")
@@ -224,6 +266,8 @@ def main(argv: list[str]) -> None:
     keep_lora_inputs_in_autocast_dtype()
     add_lora_output_in_one_gemm()
     defer_token_count()
+    host_sync.install()
+    checkpoint_first_layers()
     attention.register()
     sys.argv = [f"swift-{command}"] + args
     if command == "sft":

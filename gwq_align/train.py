@@ -122,6 +122,13 @@ def plan(job: Job) -> tuple[dict[str, Any], list[dict], models.ModelRef, Optiona
     if args.get("use_liger_kernel") and importlib.util.find_spec("liger_kernel") is None:
         raise UsageError(f"recipe {job.recipe!r} uses liger-kernel (CUDA only): pip install liger-kernel (gwq's gpu extra), "
                          "or pass --set use_liger_kernel=false")
+    layers = args.get("gwq_checkpoint_layers")
+    if layers is not None:
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 0:
+            raise UsageError(f"gwq_checkpoint_layers must be a whole number of decoder layers (>= 0), got {layers!r}")
+        if not args.get("gradient_checkpointing"):
+            raise UsageError("gwq_checkpoint_layers picks which layers gradient checkpointing recomputes; "
+                             "it needs gradient_checkpointing true")
 
     if (job.output_dir / runrecord.FILE).is_file():
         previous = runrecord.read(job.output_dir)
@@ -149,7 +156,7 @@ RESUMABLE_CHANGES = {
     "max_steps", "num_train_epochs", "save_steps", "eval_steps", "logging_steps", "save_total_limit", "eval_strategy",
     "save_strategy", "per_device_eval_batch_size", "dataloader_num_workers", "dataset_num_proc", "report_to",
     "attn_impl", "use_liger_kernel", "resume_from_checkpoint", "logging_dir", "ddp_timeout",
-    "dataloader_pin_memory", "logging_nan_inf_filter",
+    "dataloader_pin_memory", "logging_nan_inf_filter", "gwq_checkpoint_layers",
     "dataset", "val_dataset",  # paths; their content is compared by hash
     "hub_token", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_strategy",
 }
@@ -180,11 +187,14 @@ def _check_same_run(job: Job, args: dict[str, Any], dataset_files: list[dict]) -
 # Passed to ms-swift through the environment instead of its command line, so its own args.json and
 # the process list never hold them (ms-swift reads MODELSCOPE_API_TOKEN; huggingface_hub reads HF_TOKEN).
 SECRET_ARGS = {"hub_token": ("MODELSCOPE_API_TOKEN", "HF_TOKEN")}
+# gwq's own settings, read by gwq's ms-swift entry (gwq_align/swift_entry.py) from the environment;
+# ms-swift's parser would reject them.
+GWQ_ARGS = {"gwq_checkpoint_layers": "GWQ_CHECKPOINT_LAYERS"}
 
 
 def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     """(argv gwq runs, the equivalent plain `swift` command line for the record and the docs)."""
-    cli = to_cli({k: v for k, v in args.items() if k not in SECRET_ARGS})
+    cli = to_cli({k: v for k, v in args.items() if k not in SECRET_ARGS and k not in GWQ_ARGS})
     sub = SWIFT_COMMAND[job.kind]
     if job.nproc_per_node > 1:
         launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={job.nproc_per_node}",
@@ -193,7 +203,7 @@ def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     else:
         launch = [sys.executable, "-m", "gwq_align.swift_entry", sub]
         plain = ""
-    redacted = to_cli(runrecord.redact(args))
+    redacted = to_cli({k: v for k, v in runrecord.redact(args).items() if k not in GWQ_ARGS})
     return launch + cli, plain + shlex.join(["swift", sub] + redacted)
 
 
@@ -202,6 +212,11 @@ def child_env(model: models.ModelRef, args: Optional[dict[str, Any]] = None) -> 
     for key, names in SECRET_ARGS.items():
         if (args or {}).get(key):
             env.update({name: str(args[key]) for name in names})
+    for key, name in GWQ_ARGS.items():
+        if (args or {}).get(key) is not None:
+            env[name] = str(args[key])
+        else:
+            env.pop(name, None)  # only what this run's arguments say
     if model.local:
         # A local model must never wait on a hub; datasets are local files too.
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MODELSCOPE_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

@@ -95,3 +95,19 @@ def test_killed_run_is_noted_and_resumed_and_a_live_one_is_not_joined(tiny_model
     rec = record(out)
     assert rec["status"] == "succeeded" and rec["adapter"] == "checkpoint-9"
     assert "ended without finishing" in rec["previous_session"] and rec["resumed_from"]
+
+
+def test_checkpoint_layers_reach_the_model_and_bad_values_are_refused(tiny_model, toy_pairs, tmp_path):
+    """gwq_checkpoint_layers is gwq's: ms-swift never sees it, gwq's entry applies it, bad values are one line."""
+    out = tmp_path / "partial"
+    align(*sft_args(tiny_model, toy_pairs, out, steps=2), "--set", "gradient_checkpointing=true",
+          "--set", "gwq_checkpoint_layers=1")
+    rec = record(out)
+    assert rec["status"] == "succeeded" and rec["args"]["gwq_checkpoint_layers"] == 1
+    assert "gwq_checkpoint_layers" not in rec["swift_command"]  # ms-swift's parser would refuse it
+    assert "[gwq] gradient checkpointing on 1 of 2 decoder layers" in (out / "train.log").read_text()
+    off = align(*sft_args(tiny_model, toy_pairs, tmp_path / "off"), "--set", "gwq_checkpoint_layers=1", check=False)
+    assert off.returncode == 2 and "needs gradient_checkpointing true" in off.stderr
+    bad = align(*sft_args(tiny_model, toy_pairs, tmp_path / "bad"), "--set", "gradient_checkpointing=true",
+                "--set", "gwq_checkpoint_layers=-1", check=False)
+    assert bad.returncode == 2 and "whole number of decoder layers" in bad.stderr and "Traceback" not in bad.stderr

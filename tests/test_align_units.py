@@ -32,14 +32,22 @@ def test_seed_recipe_is_the_tutorial():
         "eval_steps": 100, "save_steps": 100, "save_total_limit": 2, "logging_steps": 10}
 
 
-def test_fast_keeps_seed_numerics_and_effective_batch():
-    seed, fast = recipes.resolve("sft", "seed"), recipes.resolve("sft", "fast")
-    for key in ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "num_train_epochs", "max_length", "warmup_ratio"):
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+@pytest.mark.parametrize("name", ["fast", "fast-24gb"])
+def test_fast_keeps_seed_numerics_and_effective_batch(kind, name):
+    seed, fast = recipes.resolve(kind, "seed"), recipes.resolve(kind, name)
+    for key in ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "num_train_epochs", "max_length",
+                "warmup_ratio", "max_grad_norm", "target_modules"):
         assert fast[key] == seed[key], key
     assert (fast["per_device_train_batch_size"] * fast["gradient_accumulation_steps"]
             == seed["per_device_train_batch_size"] * seed["gradient_accumulation_steps"])
-    dpo = recipes.resolve("dpo", "seed")
-    assert (dpo["rlhf_type"], dpo["beta"], dpo["rpo_alpha"], dpo["loss_type"]) == ("dpo", 0.1, 1.0, "sigmoid")
+    assert fast["padding_free"] is True
+    # fast-24gb recomputes every layer; fast only some (the rest keep their activations)
+    expected = {("sft", "fast"): (True, 12), ("sft", "fast-24gb"): (True, None),
+                ("dpo", "fast"): (True, 18), ("dpo", "fast-24gb"): (True, None)}[kind, name]
+    assert (fast["gradient_checkpointing"], fast.get("gwq_checkpoint_layers")) == expected
+    if kind == "dpo":
+        assert (fast["rlhf_type"], fast["beta"], fast["rpo_alpha"], fast["loss_type"]) == ("dpo", 0.1, 1.0, "sigmoid")
 
 
 def test_precedence_recipe_then_config_then_flags(tmp_path):
@@ -51,7 +59,7 @@ def test_precedence_recipe_then_config_then_flags(tmp_path):
         "weight_decay": 0.0, "target_modules": ["q_proj", "v_proj"], "packing": True}
     with pytest.raises(UsageError, match="expected key=value"):
         recipes.parse_set(["nonsense"])
-    with pytest.raises(UsageError, match="unknown recipe 'turbo' for sft; choose one of: cpu-tiny, fast, seed"):
+    with pytest.raises(UsageError, match="unknown recipe 'turbo' for sft; choose one of: cpu-tiny, fast, fast-24gb, seed"):
         recipes.resolve("sft", "turbo")
     (tmp_path / "bad.yaml").write_text("- a list\n")
     with pytest.raises(UsageError, match="expected a mapping"):
@@ -289,3 +297,24 @@ def test_lora_output_gemm_leaves_dora_to_peft(monkeypatch):
     with _Calls() as calls:
         after = model(x)
     assert torch.equal(before, after) and "addmm" not in calls.names
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2, 5])
+def test_checkpoint_only_the_first_layers(keep):
+    """gwq_checkpoint_layers: the first `keep` layers recompute their forward in backward, the rest do not."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from gwq_align.swift_entry import checkpoint_only_first
+    from gwq_align.tiny import tiny_config
+
+    model = Qwen2ForCausalLM(tiny_config()).train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = model.model.layers
+    assert checkpoint_only_first(model, keep) == (min(keep, len(layers)), len(layers))
+    calls = [0] * len(layers)
+    for i, layer in enumerate(layers):
+        layer.self_attn.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+    ids = torch.randint(0, 1000, (1, 12))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert calls == [2 if i < keep else 1 for i in range(len(layers))]
