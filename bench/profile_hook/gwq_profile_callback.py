@@ -136,6 +136,7 @@ def sync_debug_callback(trainer_callback):
         def __init__(self):
             self.on = False
             self.show = None
+            self.filters = None
 
         def record(self, message, category, *a, **kw):
             if "synchroniz" not in str(message):
@@ -149,7 +150,7 @@ def sync_debug_callback(trainer_callback):
             import torch
 
             if state.global_step == start and not self.on and torch.cuda.is_available():
-                self.on, self.show = True, warnings.showwarning
+                self.on, self.show, self.filters = True, warnings.showwarning, warnings.filters[:]
                 warnings.simplefilter("always")  # every occurrence, not only the first per caller
                 warnings.showwarning = self.record
                 torch.cuda.set_sync_debug_mode("warn")
@@ -160,6 +161,7 @@ def sync_debug_callback(trainer_callback):
             if self.on and state.global_step == stop:
                 torch.cuda.set_sync_debug_mode("default")
                 warnings.showwarning, self.on = self.show, False
+                warnings.filters[:] = self.filters
                 steps = stop - start  # on_step_begin sees the steps done so far: steps start+1..stop ran
                 lines = [f"# host<-device syncs in optimizer steps {start + 1}..{stop} ({steps} steps), by caller"]
                 lines += [f"{n:6d}  {msg} @ {where}" for (msg, where), n in counts.most_common()]
