@@ -194,7 +194,8 @@ GWQ_ARGS = {"gwq_checkpoint_layers": "GWQ_CHECKPOINT_LAYERS"}
 
 def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     """(argv gwq runs, the equivalent plain `swift` command line for the record and the docs)."""
-    cli = to_cli({k: v for k, v in args.items() if k not in SECRET_ARGS and k not in GWQ_ARGS})
+    args = {k: v for k, v in args.items() if k not in GWQ_ARGS}  # they reach the child through its environment
+    cli = to_cli({k: v for k, v in args.items() if k not in SECRET_ARGS})
     sub = SWIFT_COMMAND[job.kind]
     if job.nproc_per_node > 1:
         launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={job.nproc_per_node}",
@@ -203,7 +204,7 @@ def commands(job: Job, args: dict[str, Any]) -> tuple[list[str], str]:
     else:
         launch = [sys.executable, "-m", "gwq_align.swift_entry", sub]
         plain = ""
-    redacted = to_cli({k: v for k, v in runrecord.redact(args).items() if k not in GWQ_ARGS})
+    redacted = to_cli(runrecord.redact(args))
     return launch + cli, plain + shlex.join(["swift", sub] + redacted)
 
 
